@@ -1,0 +1,39 @@
+# `make test` and `make run` install what they need into .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+API_PORT ?= 8765
+API_STATE ?= .local_api_state
+
+.PHONY: install test lint format local-api bench-local-api clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+local-api: $(STAMP)
+	$(BIN)/python -m batch_assets.local_api --port $(API_PORT) --state-dir $(API_STATE)
+
+bench-local-api: $(STAMP)
+	$(BIN)/python benchmarks/local_api_bench.py
+
+clean:
+	rm -rf $(VENV) $(API_STATE) .pytest_cache .ruff_cache

@@ -1,0 +1,47 @@
+"""OpenAI's error envelope and the exception that carries it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class APIError(Exception):
+    """An HTTP error answered with OpenAI's `{"error": {message, type, param, code}}` envelope."""
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def envelope(self) -> dict[str, Any]:
+        """The JSON body OpenAI sends for this error."""
+        return error_envelope(self.message, type=self.type, param=self.param, code=self.code)
+
+
+def error_envelope(
+    message: str,
+    *,
+    type: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+) -> dict[str, Any]:
+    """`{"error": {...}}` with all four keys present."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def not_found(kind: str, object_id: str, *, param: str = "id") -> APIError:
+    """404 for an unknown file or batch id, worded as OpenAI words it."""
+    return APIError(404, f"No such {kind} object: {object_id}", param=param)

@@ -1,0 +1,164 @@
+"""`/v1/files`: upload, list, retrieve, download and delete."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from batch_assets.local_api import ids
+from batch_assets.local_api.errors import APIError, not_found
+from batch_assets.local_api.web import engine_of, int_param, json_response, list_envelope
+
+router = APIRouter(prefix="/v1")
+
+PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+MAX_BATCH_INPUT_BYTES = 200 * 1024 * 1024
+DEFAULT_BATCH_INPUT_EXPIRY_SECONDS = 30 * 86400
+MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS = 3600, 2592000
+COPY_CHUNK_BYTES = 1024 * 1024
+
+
+def _copy_capped(source: IO[bytes], target_dir: Path, cap: int, cap_message: str) -> Path:
+    """Copy an upload to a temporary file in `target_dir`, refusing it once past `cap` bytes."""
+    with tempfile.NamedTemporaryFile(dir=target_dir, delete=False) as target:
+        path = Path(target.name)
+        try:
+            source.seek(0)
+            copied = 0
+            while chunk := source.read(COPY_CHUNK_BYTES):
+                copied += len(chunk)
+                if copied > cap:
+                    raise APIError(400, cap_message, param="file")
+                target.write(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+    return path
+
+
+def _expiry_seconds(anchor: Any, seconds: Any, default: int | None) -> int | None:
+    if anchor is None and seconds is None:
+        return default
+    if anchor != "created_at":
+        raise APIError(
+            400,
+            "Invalid 'expires_after[anchor]': the only supported anchor is 'created_at'.",
+            param="expires_after[anchor]",
+        )
+    try:
+        number = int(seconds)
+    except (TypeError, ValueError):
+        raise APIError(
+            400,
+            "Invalid 'expires_after[seconds]': expected an integer.",
+            param="expires_after[seconds]",
+        ) from None
+    if not MIN_EXPIRY_SECONDS <= number <= MAX_EXPIRY_SECONDS:
+        raise APIError(
+            400,
+            f"Invalid 'expires_after[seconds]': {number} is out of range; expected "
+            f"{MIN_EXPIRY_SECONDS} to {MAX_EXPIRY_SECONDS}.",
+            param="expires_after[seconds]",
+        )
+    return number
+
+
+@router.post("/files")
+async def create_file(request: Request) -> Response:
+    """Store an uploaded file."""
+    engine = engine_of(request)
+    async with request.form(max_files=1, max_fields=10) as form:
+        upload = form.get("file")
+        purpose = form.get("purpose")
+        if not isinstance(upload, UploadFile):
+            raise APIError(400, "Missing required parameter: 'file'.", param="file")
+        if purpose is None:
+            raise APIError(400, "Missing required parameter: 'purpose'.", param="purpose")
+        if purpose not in PURPOSES:
+            raise APIError(
+                400, f"'{purpose}' is not one of {list(PURPOSES)} - 'purpose'", param="purpose"
+            )
+        filename = upload.filename or "upload"
+        if purpose == "batch" and not filename.endswith(".jsonl"):
+            raise APIError(400, "Invalid file format for Batch API. Must be .jsonl")
+        expiry = _expiry_seconds(
+            form.get("expires_after[anchor]"),
+            form.get("expires_after[seconds]"),
+            DEFAULT_BATCH_INPUT_EXPIRY_SECONDS if purpose == "batch" else None,
+        )
+        cap = MAX_BATCH_INPUT_BYTES if purpose == "batch" else MAX_UPLOAD_BYTES
+        cap_message = (
+            f"File is too large: batch input files may be at most {cap:,} bytes."
+            if purpose == "batch"
+            else f"File is too large: files may be at most {cap:,} bytes."
+        )
+        staged = await run_in_threadpool(
+            _copy_capped, upload.file, engine.store.upload_dir, cap, cap_message
+        )
+    created = int(engine.settings.now())
+    obj = {
+        "id": ids.file_id(),
+        "object": "file",
+        "bytes": staged.stat().st_size,
+        "created_at": created,
+        "expires_at": None if expiry is None else created + expiry,
+        "filename": filename,
+        "purpose": purpose,
+        "status": "processed",
+        "status_details": None,
+    }
+    await run_in_threadpool(engine.store.add_file, obj, staged)
+    return json_response(obj)
+
+
+@router.get("/files")
+def list_files(
+    request: Request,
+    purpose: str | None = None,
+    limit: str | None = None,
+    order: str = "desc",
+    after: str | None = None,
+) -> Response:
+    """One page of files."""
+    if order not in ("asc", "desc"):
+        raise APIError(
+            400, f"Invalid 'order': expected 'asc' or 'desc', got '{order}'.", param="order"
+        )
+    page_size = int_param(limit, "limit", default=10000, minimum=1, maximum=10000)
+    data, has_more = engine_of(request).store.list_files(
+        purpose=purpose, limit=page_size, ascending=order == "asc", after=after
+    )
+    return json_response(list_envelope(data, has_more))
+
+
+@router.get("/files/{file_id}")
+def retrieve_file(request: Request, file_id: str) -> Response:
+    """One file object."""
+    obj = engine_of(request).store.get_file(file_id)
+    if obj is None:
+        raise not_found("File", file_id)
+    return json_response(obj)
+
+
+@router.get("/files/{file_id}/content")
+def file_content(request: Request, file_id: str) -> Response:
+    """The file's bytes, streamed from disk."""
+    store = engine_of(request).store
+    if store.get_file(file_id) is None:
+        raise not_found("File", file_id)
+    return FileResponse(store.file_path(file_id), media_type="application/octet-stream")
+
+
+@router.delete("/files/{file_id}")
+def delete_file(request: Request, file_id: str) -> Response:
+    """Delete a file and its bytes."""
+    if not engine_of(request).store.delete_file(file_id):
+        raise not_found("File", file_id)
+    return json_response({"id": file_id, "object": "file", "deleted": True})

@@ -1,0 +1,104 @@
+"""What every API call passes first: auth, call counting and injected 429/503 answers."""
+
+from __future__ import annotations
+
+import hmac
+import math
+import random
+import re
+from collections import Counter
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from batch_assets.local_api.errors import error_envelope
+
+_OBJECT_ID = re.compile(r"/(file-[A-Za-z0-9]+|batch_[0-9a-f]+)")
+MISSING_KEY_MESSAGE = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization "
+    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
+WRONG_KEY_MESSAGE = "Incorrect API key provided. The local Batch API was started with another key."
+
+
+class GatewayStats:
+    """Counts of API calls by method and route."""
+
+    def __init__(self) -> None:
+        self._calls: Counter[str] = Counter()
+
+    def record(self, method: str, path: str) -> None:
+        """Count one call, with object ids folded into `{id}`."""
+        self._calls[f"{method} {_OBJECT_ID.sub('/{id}', path)}"] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counts so far and their total."""
+        return {"total": sum(self._calls.values()), "calls": dict(self._calls)}
+
+    def reset(self) -> None:
+        """Forget every count."""
+        self._calls.clear()
+
+
+class Gateway:
+    """ASGI middleware in front of `/v1` and `/admin`."""
+
+    def __init__(
+        self, app: ASGIApp, *, api_key: str | None, stats: GatewayStats, engine: Any
+    ) -> None:
+        self.app = app
+        self.api_key = api_key
+        self.stats = stats
+        self.engine = engine
+        self._random = random.Random(0)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(("/v1/", "/admin/")):
+            await self.app(scope, receive, send)
+            return
+        rejection = self._authenticate(scope)
+        if rejection is None and path.startswith("/v1/"):
+            self.stats.record(scope["method"], path)
+            rejection = self._injected_error()
+        if rejection is not None:
+            await rejection(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _authenticate(self, scope: Scope) -> JSONResponse | None:
+        if self.api_key is None:
+            return None
+        headers = dict(scope["headers"])
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return JSONResponse(error_envelope(MISSING_KEY_MESSAGE), status_code=401)
+        if not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
+            return JSONResponse(
+                error_envelope(WRONG_KEY_MESSAGE, code="invalid_api_key"), status_code=401
+            )
+        return None
+
+    def _injected_error(self) -> JSONResponse | None:
+        settings = self.engine.settings
+        if settings.http_error_rate <= 0 or self._random.random() >= settings.http_error_rate:
+            return None
+        delay = settings.retry_after_seconds
+        headers = {
+            "retry-after": str(math.ceil(delay)),
+            "retry-after-ms": str(int(delay * 1000)),
+        }
+        if self._random.random() < 0.5:
+            body = error_envelope(
+                "Rate limit reached for requests (simulated by the local Batch API).",
+                type="requests",
+                code="rate_limit_exceeded",
+            )
+            return JSONResponse(body, status_code=429, headers=headers)
+        body = error_envelope(
+            "The server is overloaded or not ready yet (simulated by the local Batch API).",
+            type="server_error",
+        )
+        return JSONResponse(body, status_code=503, headers=headers)

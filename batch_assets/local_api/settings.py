@@ -1,0 +1,40 @@
+"""Simulation settings: what makes the local Batch API slow, faulty or strict."""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Simulation(BaseModel):
+    """Knobs set by command-line flags and changeable at runtime through `/admin/settings`."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    seconds_per_request: float = Field(0.0, ge=0, description="Simulated work per request.")
+    window_seconds: float = Field(
+        86400.0, gt=0, description='How long the "24h" completion window lasts here.'
+    )
+    fail_rate: float = Field(
+        0.0, ge=0, le=1, description="Fraction of requests answered with an HTTP 500 error line."
+    )
+    enqueued_token_limit: int | None = Field(
+        None, ge=1, description="Per model, across batches in flight; None for no limit."
+    )
+    http_error_rate: float = Field(
+        0.0, ge=0, le=1, description="Fraction of /v1 calls answered 429 or 503."
+    )
+    retry_after_seconds: float = Field(
+        1.0, ge=0, description="The retry-after sent with those 429 and 503 answers."
+    )
+    finalizing_seconds: float = Field(
+        0.0, ge=0, description="How long a batch stays in `finalizing`."
+    )
+    clock_offset_seconds: float = Field(
+        0.0, description="Added to the wall clock: moves expiry of files and batches forward."
+    )
+
+    def now(self) -> float:
+        """The server's clock: wall time plus the offset."""
+        return time.time() + self.clock_offset_seconds

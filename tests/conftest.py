@@ -1,0 +1,58 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+from tests.local_api_server import LocalBatchAPI
+
+DEFAULT_SETTINGS = {
+    "seconds_per_request": 0.0,
+    "window_seconds": 86400.0,
+    "fail_rate": 0.0,
+    "enqueued_token_limit": None,
+    "http_error_rate": 0.0,
+    "retry_after_seconds": 1.0,
+    "finalizing_seconds": 0.0,
+    "clock_offset_seconds": 0.0,
+}
+
+
+@pytest.fixture(scope="session")
+def shared_local_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBatchAPI]:
+    """One local Batch API process for the whole session."""
+    server = LocalBatchAPI(tmp_path_factory.mktemp("local-api") / "state").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def local_api(shared_local_api: LocalBatchAPI) -> Iterator[LocalBatchAPI]:
+    """The shared local Batch API, with its settings put back after the test."""
+    yield shared_local_api
+    shared_local_api.configure(**DEFAULT_SETTINGS)
+
+
+@pytest.fixture
+def client(local_api: LocalBatchAPI) -> OpenAI:
+    """The openai SDK pointed at the shared local Batch API."""
+    return local_api.client()
+
+
+@pytest.fixture
+def start_local_api(tmp_path: Path) -> Iterator[object]:
+    """Start dedicated servers (own flags, own state); all stopped after the test."""
+    started: list[LocalBatchAPI] = []
+
+    def start(*flags: str, api_key: str | None = None, name: str = "state") -> LocalBatchAPI:
+        server = LocalBatchAPI(tmp_path / name, tuple(flags), api_key).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

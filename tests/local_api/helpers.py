@@ -1,0 +1,60 @@
+"""Small steps the local Batch API tests share."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from openai import OpenAI
+from openai.types import Batch, FileObject
+
+from tests.local_api_server import wait_for
+
+TERMINAL_STATUSES = {"completed", "failed", "expired", "cancelled"}
+
+
+def chat_request(custom_id: str, text: str = "What is 2+2?", model: str = "gpt-4o-mini") -> dict:
+    """One chat-completions request line."""
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": model, "messages": [{"role": "user", "content": text}]},
+    }
+
+
+def jsonl(lines: list[Any]) -> bytes:
+    """Lines as JSONL bytes; str items are written as they are."""
+    return b"".join(
+        (line if isinstance(line, str) else json.dumps(line)).encode() + b"\n" for line in lines
+    )
+
+
+def upload(client: OpenAI, lines: list[Any], name: str = "requests.jsonl") -> FileObject:
+    """Upload request lines as a batch input file."""
+    return client.files.create(file=(name, jsonl(lines)), purpose="batch")
+
+
+def submit(
+    client: OpenAI, lines: list[Any], endpoint: str = "/v1/chat/completions", **options: Any
+) -> Batch:
+    """Upload request lines and create a batch on them."""
+    input_file = upload(client, lines)
+    return client.batches.create(
+        input_file_id=input_file.id, endpoint=endpoint, completion_window="24h", **options
+    )
+
+
+def wait_until_done(client: OpenAI, batch_id: str, timeout: float = 60.0) -> Batch:
+    """Poll a batch until it reaches a terminal status."""
+    return wait_for(
+        lambda: (batch := client.batches.retrieve(batch_id)).status in TERMINAL_STATUSES and batch,
+        timeout=timeout,
+    )
+
+
+def read_lines(client: OpenAI, file_id: str | None) -> list[dict]:
+    """The parsed lines of an output or error file (none when there is no file)."""
+    if file_id is None:
+        return []
+    return [json.loads(line) for line in client.files.content(file_id).text.splitlines()]
