@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 API_PORT ?= 8765
 API_STATE ?= .local_api_state
+PORT ?= 3000
 
-.PHONY: install test lint format local-api bench-local-api clean
+.PHONY: install run test lint format local-api bench-local-api clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +16,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m batch_assets.launcher --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -36,4 +40,4 @@ bench-local-api: $(STAMP)
 	$(BIN)/python benchmarks/local_api_bench.py
 
 clean:
-	rm -rf $(VENV) $(API_STATE) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(API_STATE) .dagster_home data/generated .pytest_cache .ruff_cache

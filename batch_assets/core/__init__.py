@@ -1,0 +1,1 @@
+"""The core layer: pure Python and polars, no Dagster."""

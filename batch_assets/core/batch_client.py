@@ -1,0 +1,160 @@
+"""The batch client: every Files and Batches call the pipeline makes, over the openai SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from openai import AzureOpenAI, OpenAI
+from openai.types import Batch, FileObject
+
+from batch_assets.core.atomic import atomic_path
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """How to reach a Batch API: OpenAI, Azure OpenAI or any compatible server."""
+
+    api_key: str | None = None
+    base_url: str | None = None
+    organization: str | None = None
+    project: str | None = None
+    azure_endpoint: str | None = None
+    api_version: str | None = None
+    timeout_seconds: float = 600.0
+    max_retries: int = 5
+
+    @property
+    def host(self) -> str:
+        """The backend's host, safe to show: never the key."""
+        url = self.azure_endpoint or self.base_url or OPENAI_DEFAULT_BASE_URL
+        return urlsplit(url).netloc or url
+
+    def build_client(self) -> OpenAI:
+        """The SDK client for these settings."""
+        if self.azure_endpoint:
+            return AzureOpenAI(
+                api_key=self.api_key,
+                azure_endpoint=self.azure_endpoint,
+                api_version=self.api_version,
+                organization=self.organization,
+                project=self.project,
+                timeout=self.timeout_seconds,
+                max_retries=self.max_retries,
+            )
+        return OpenAI(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            organization=self.organization,
+            project=self.project,
+            timeout=self.timeout_seconds,
+            max_retries=self.max_retries,
+        )
+
+
+class BatchClient:
+    """Upload, create, retrieve, list, cancel and download, each a single well-behaved call."""
+
+    def __init__(self, client: OpenAI, host: str) -> None:
+        self._client = client
+        self.host = host
+
+    @classmethod
+    def connect(cls, settings: BackendSettings) -> BatchClient:
+        """A client for the backend the settings name."""
+        return cls(settings.build_client(), settings.host)
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._client.close()
+
+    def upload(self, path: Path) -> FileObject:
+        """Upload a JSONL file as batch input, streaming it from disk."""
+        with path.open("rb") as handle:
+            # A bare Path makes the SDK read the whole file into memory; a named handle streams.
+            return self._client.files.create(file=(path.name, handle), purpose="batch")
+
+    def create(
+        self,
+        input_file_id: str,
+        *,
+        endpoint: str,
+        completion_window: str,
+        metadata: dict[str, str],
+    ) -> Batch:
+        """Create a batch on an uploaded file."""
+        return self._client.batches.create(
+            input_file_id=input_file_id,
+            endpoint=endpoint,  # type: ignore[arg-type]
+            completion_window=completion_window,  # type: ignore[arg-type]
+            metadata=metadata,
+        )
+
+    def retrieve(self, batch_id: str) -> Batch:
+        """One batch."""
+        return self._client.batches.retrieve(batch_id)
+
+    def cancel(self, batch_id: str) -> Batch:
+        """Ask the API to cancel a batch."""
+        return self._client.batches.cancel(batch_id)
+
+    def iter_batches(self, page_size: int = 100) -> Iterator[Batch]:
+        """Every batch, newest first, a page of `page_size` per call."""
+        yield from self._client.batches.list(limit=page_size)
+
+    def find_batches(
+        self, batch_ids: set[str], *, max_pages: int = 10, page_size: int = 100
+    ) -> dict[str, Batch]:
+        """The named batches, read from list pages (newest first) rather than one call each.
+
+        Batches not seen in the first `max_pages` pages are retrieved one by one.
+        """
+        wanted = set(batch_ids)
+        found: dict[str, Batch] = {}
+        page = self._client.batches.list(limit=page_size)
+        for _ in range(max_pages):
+            for batch in page.data:
+                if batch.id in wanted:
+                    found[batch.id] = batch
+                    wanted.discard(batch.id)
+            if not wanted or not page.has_next_page():
+                break
+            page = page.get_next_page()
+        for batch_id in wanted:
+            found[batch_id] = self.retrieve(batch_id)
+        return found
+
+    def find_by_metadata(
+        self, key: str, values: set[str], *, max_pages: int = 10, page_size: int = 100
+    ) -> dict[str, Batch]:
+        """Recent batches whose `metadata[key]` is one of `values`, newest first wins."""
+        found: dict[str, Batch] = {}
+        page = self._client.batches.list(limit=page_size)
+        for _ in range(max_pages):
+            for batch in page.data:
+                value = (batch.metadata or {}).get(key)
+                if value in values and value not in found:
+                    found[value] = batch
+            if len(found) == len(values) or not page.has_next_page():
+                break
+            page = page.get_next_page()
+        return found
+
+    def download(self, file_id: str, destination: Path) -> int:
+        """Stream a file's content to `destination` (written whole or not at all); its size."""
+        size = 0
+        with (
+            atomic_path(destination) as temporary,
+            temporary.open("wb") as out,
+            self._client.files.with_streaming_response.content(file_id) as response,
+        ):
+            for chunk in response.iter_bytes(DOWNLOAD_CHUNK_BYTES):
+                out.write(chunk)
+                size += len(chunk)
+        return size

@@ -1,0 +1,265 @@
+"""A declarative request template, rendered over a polars DataFrame into JSONL request lines.
+
+Lines are built with vectorized polars expressions: the constant JSON around the user text is
+serialized once with `json.dumps`, and each row's values are JSON-escaped by polars. The lines
+parse to exactly what `json.dumps` of the same request dict gives.
+
+Decisions: `{column}` placeholders appear in `user_template` only (`{{` and `}}` are literal
+braces; the system prompt is literal text). Non-string columns are rendered with polars' cast to
+String. A null value in a placeholder column is an error naming the row and column, unless
+`null_as_empty=True`. custom_id values are cast to String and must be non-null, non-empty and
+unique.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from batch_assets.core.limits import CHAT_COMPLETIONS, COMPLETIONS, EMBEDDINGS, RESPONSES
+
+TEMPLATE_ENDPOINTS: tuple[str, ...] = (CHAT_COMPLETIONS, RESPONSES, EMBEDDINGS, COMPLETIONS)
+_TEXT_KEY = {CHAT_COMPLETIONS: "messages", RESPONSES: "input", EMBEDDINGS: "input"}
+_TEXT_KEY[COMPLETIONS] = "prompt"
+_RESERVED = {
+    CHAT_COMPLETIONS: {"model", "messages"},
+    RESPONSES: {"model", "input", "instructions"},
+    EMBEDDINGS: {"model", "input"},
+    COMPLETIONS: {"model", "prompt"},
+}
+
+
+class TemplateError(ValueError):
+    """A template that cannot be rendered over the given DataFrame."""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+@dataclass(frozen=True)
+class RequestTemplate:
+    """How to turn one DataFrame row into one Batch API request."""
+
+    endpoint: str
+    model: str
+    user_template: str
+    system_prompt: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    response_format: Mapping[str, Any] | None = None
+    response_format_name: str = "response"
+    custom_id_column: str = "custom_id"
+    null_as_empty: bool = False
+
+    def __post_init__(self) -> None:
+        if self.endpoint not in TEMPLATE_ENDPOINTS:
+            raise TemplateError(
+                f"templates support the endpoints {', '.join(TEMPLATE_ENDPOINTS)}; "
+                f"got {self.endpoint!r}"
+            )
+        if not isinstance(self.model, str) or not self.model:
+            raise TemplateError(f"model must be a non-empty string, got {self.model!r}")
+        if self.system_prompt is not None and self.endpoint in (EMBEDDINGS, COMPLETIONS):
+            raise TemplateError(f"{self.endpoint} takes no system_prompt")
+        if self.response_format is not None:
+            if self.endpoint not in (CHAT_COMPLETIONS, RESPONSES):
+                raise TemplateError(f"{self.endpoint} takes no response_format")
+            if self.response_format.get("type") == "json_schema":
+                raise TemplateError(
+                    "response_format is the JSON schema itself; the template wraps it "
+                    "in the endpoint's json_schema format"
+                )
+        clash = sorted(_RESERVED[self.endpoint] & set(self.params))
+        if self.response_format is not None:
+            key = "response_format" if self.endpoint == CHAT_COMPLETIONS else "text"
+            if key in self.params and (key != "text" or "format" in self.params["text"]):
+                clash.append(key if key != "text" else "text.format")
+        if clash:
+            raise TemplateError(
+                f"params may not set {', '.join(clash)}: the template sets them itself"
+            )
+        try:
+            _dumps(dict(self.params))
+            _dumps(self.response_format)
+        except (TypeError, ValueError) as exc:
+            raise TemplateError(f"params and response_format must be JSON: {exc}") from None
+        self.placeholders()
+
+    def placeholders(self) -> tuple[str, ...]:
+        """The column names the user template refers to, in order, without repeats."""
+        names: list[str] = []
+        for _, name, _, _ in self._parts():
+            if name is not None and name not in names:
+                names.append(name)
+        return tuple(names)
+
+    def _parts(self) -> list[tuple[str, str | None, str, str | None]]:
+        try:
+            parts = list(string.Formatter().parse(self.user_template))
+        except ValueError as exc:
+            raise TemplateError(
+                f"user_template is not valid: {exc} (write literal braces as '{{{{' and '}}}}')"
+            ) from None
+        for _, name, spec, conversion in parts:
+            if name is None:
+                continue
+            if not name:
+                raise TemplateError("user_template has an empty placeholder '{}'; name a column")
+            if spec or conversion:
+                raise TemplateError(
+                    f"placeholder {{{name}}} has a format spec or conversion; "
+                    "use a plain {column} and format the column in polars"
+                )
+        return parts
+
+    def body(self, text: Any) -> dict[str, Any]:
+        """The request body for one rendered user text (the reference the lines must match)."""
+        body: dict[str, Any] = {"model": self.model}
+        if self.endpoint == CHAT_COMPLETIONS:
+            messages = []
+            if self.system_prompt is not None:
+                messages.append({"role": "system", "content": self.system_prompt})
+            messages.append({"role": "user", "content": text})
+            body["messages"] = messages
+        else:
+            body[_TEXT_KEY[self.endpoint]] = text
+            if self.endpoint == RESPONSES and self.system_prompt is not None:
+                body["instructions"] = self.system_prompt
+        body.update(self.params)
+        if self.response_format is not None:
+            schema = {
+                "type": "json_schema",
+                "name": self.response_format_name,
+                "schema": dict(self.response_format),
+                "strict": True,
+            }
+            if self.endpoint == CHAT_COMPLETIONS:
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {k: v for k, v in schema.items() if k != "type"},
+                }
+            else:
+                body["text"] = {**body.get("text", {}), "format": schema}
+        return body
+
+    def request(self, custom_id: str, text: str) -> dict[str, Any]:
+        """The whole request for one row (the slow reference for tests)."""
+        return {
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": self.endpoint,
+            "body": self.body(text),
+        }
+
+    def render_text(self, row: Mapping[str, Any]) -> str:
+        """The user text for one row of string values (the slow reference for tests)."""
+        return "".join(
+            literal + ("" if name is None else row[name]) for literal, name, _, _ in self._parts()
+        )
+
+
+def _escaped(expr: pl.Expr) -> pl.Expr:
+    """A JSON string literal (with its quotes) of a non-null String expression."""
+    return (
+        pl.struct(expr.alias("v"))
+        .struct.json_encode()
+        .str.strip_prefix('{"v":')
+        .str.strip_suffix("}")
+    )
+
+
+def _check_columns(df: pl.DataFrame, template: RequestTemplate) -> None:
+    needed = [template.custom_id_column, *template.placeholders()]
+    for name in needed:
+        if name not in df.columns:
+            role = "custom_id_column" if name == template.custom_id_column else "user_template"
+            raise TemplateError(
+                f"{role} names column {name!r}, which the DataFrame does not have; "
+                f"available columns: {', '.join(map(repr, df.columns)) or '(none)'}"
+            )
+
+
+def _as_text(df: pl.DataFrame, name: str) -> pl.Series:
+    column = df[name]
+    if column.dtype == pl.String:
+        return column
+    if column.dtype.is_nested() or column.dtype in (pl.Binary, pl.Object):
+        raise TemplateError(
+            f"column {name!r} has type {column.dtype}, which is not rendered as text"
+        )
+    return column.cast(pl.String)
+
+
+def _check_custom_ids(ids: pl.Series, name: str) -> None:
+    bad = ids.is_null() | (ids == "")
+    if bad.any():
+        row = int(bad.arg_true()[0])
+        what = "null" if ids[row] is None else "empty"
+        raise TemplateError(f"custom_id column {name!r} is {what} at row {row}")
+    repeated = ~ids.is_first_distinct()
+    if repeated.any():
+        row = int(repeated.arg_true()[0])
+        value = ids[row]
+        first = int((ids == value).arg_true()[0])
+        raise TemplateError(
+            f"custom_id column {name!r} has the value {value!r} more than once "
+            f"(rows {first} and {row}); custom_ids must be unique"
+        )
+
+
+def render_requests(df: pl.DataFrame, template: RequestTemplate) -> pl.DataFrame:
+    """Render every row into a request: columns custom_id and request (one JSON line each)."""
+    _check_columns(df, template)
+    ids = _as_text(df, template.custom_id_column)
+    _check_custom_ids(ids, template.custom_id_column)
+    columns = {"__custom_id": ids}
+    for index, name in enumerate(template.placeholders()):
+        values = _as_text(df, name)
+        if template.null_as_empty:
+            values = values.fill_null("")
+        elif values.has_nulls():
+            row = int(values.is_null().arg_true()[0])
+            raise TemplateError(
+                f"column {name!r} is null at row {row} (custom_id {ids[row]!r}); "
+                "fill it, drop the row, or set null_as_empty=True"
+            )
+        columns[f"__p{index}"] = values
+    frame = pl.DataFrame(columns)
+    slot = {name: f"__p{index}" for index, name in enumerate(template.placeholders())}
+    pieces: list[pl.Expr] = []
+    for literal, name, _, _ in template._parts():
+        if literal:
+            pieces.append(pl.lit(literal))
+        if name is not None:
+            pieces.append(pl.col(slot[name]))
+    text = pl.concat_str(pieces) if pieces else pl.lit("")
+    # Serialize the request once around two unique markers, then splice the rows in.
+    id_marker, text_marker = (f"\x00{secrets.token_hex(16)}\x00" for _ in range(2))
+    request_json = _dumps(template.request(id_marker, text_marker))
+    head, rest = request_json.split(_dumps(id_marker))
+    middle, tail = rest.split(_dumps(text_marker))
+    line = pl.concat_str(
+        [
+            pl.lit(head),
+            _escaped(pl.col("__custom_id")),
+            pl.lit(middle),
+            _escaped(text),
+            pl.lit(tail),
+        ]
+    )
+    return (
+        frame.lazy()
+        .select(pl.col("__custom_id").alias("custom_id"), line.alias("request"))
+        .collect(engine="streaming")
+    )
+
+
+def render_request_lines(df: pl.DataFrame, template: RequestTemplate) -> pl.Series:
+    """The JSONL request lines (without line ends) for every row, in row order."""
+    return render_requests(df, template)["request"]

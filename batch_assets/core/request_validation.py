@@ -1,0 +1,703 @@
+"""Client-side validation of Batch API request lines, with the rules the Batch API applies.
+
+Two paths give the same answers. The fast path parses whole chunks of lines with polars and
+checks them with vectorized expressions; any line it cannot vouch for (a failed check, or a
+pattern the polars parser reads differently from the `json` module) goes through the precise
+path, one line at a time with `json.loads`, which names the line and the field.
+
+Decisions: a UTF-8 byte order mark is rejected, not stripped (the Batch API reads it as invalid
+JSON on line 1); CRLF line ends are accepted and written out as LF; blank lines are rejected;
+`NaN` and `Infinity` are rejected (not JSON); a key given twice in the request object or its
+body (`custom_id`, `method`, `url`, `body`, `body.model`, `body.input`) is rejected, since which
+copy the Batch API would read is not documented.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from batch_assets.core.limits import (
+    DEFAULT_LIMITS,
+    EMBEDDINGS,
+    MODEL_OPTIONAL_ENDPOINTS,
+    BatchLimits,
+    check_endpoint,
+)
+
+BOM = b"\xef\xbb\xbf"
+CHUNK_BYTES = 32 * 1024 * 1024
+REQUEST_SCHEMA: dict[str, pl.DataType] = {
+    "line": pl.String(),
+    "custom_id": pl.String(),
+    "model": pl.String(),
+    "n_bytes": pl.Int64(),
+    "embedding_inputs": pl.Int64(),
+}
+_WATCHED_BODY_KEYS = ("model", "input")
+
+
+class RequestValidationError(ValueError):
+    """A request the Batch API would reject; `line` is 1-based, `field` like 'body.model'."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+        code: str = "invalid_request",
+        source: str | None = None,
+    ) -> None:
+        self.detail = detail
+        self.line = line
+        self.field = field
+        self.code = code
+        self.source = source
+        parts = [source] if source else []
+        if line is not None:
+            parts.append(f"line {line}")
+        if field is not None:
+            parts.append(f"field {field!r}")
+        super().__init__(": ".join([*parts, detail]))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_error, (self.detail, self.line, self.field, self.code, self.source))
+
+
+def _rebuild_error(
+    detail: str, line: int | None, field: str | None, code: str, source: str | None
+) -> RequestValidationError:
+    return RequestValidationError(detail, line=line, field=field, code=code, source=source)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What sharding needs to know about one valid request."""
+
+    custom_id: str
+    model: str | None
+    embedding_inputs: int
+
+
+@dataclass
+class ValidationSummary:
+    """What a valid input holds."""
+
+    n_requests: int = 0
+    n_bytes: int = 0
+    models: dict[str | None, int] = field(default_factory=dict)
+    embedding_inputs: int = 0
+
+    def add(self, frame: pl.DataFrame) -> None:
+        """Count one validated frame (columns of REQUEST_SCHEMA)."""
+        self.n_requests += frame.height
+        self.n_bytes += int(frame["n_bytes"].sum()) + frame.height
+        self.embedding_inputs += int(frame["embedding_inputs"].sum())
+        for model, count in frame.group_by("model", maintain_order=True).len().iter_rows():
+            self.models[model] = self.models.get(model, 0) + count
+
+
+class _ObjectWithDuplicates(dict[str, Any]):
+    """A JSON object that named some keys more than once."""
+
+    duplicate_keys: frozenset[str] = frozenset()
+
+
+def _object_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    seen: set[str] = set()
+    duplicates: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            duplicates.add(key)
+        seen.add(key)
+    flagged = _ObjectWithDuplicates(obj)
+    flagged.duplicate_keys = frozenset(duplicates)
+    return flagged
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, str):
+        return repr(value if len(value) <= 80 else value[:77] + "...")
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"number {value!r}"
+    return f"{_json_type(value)}"
+
+
+def _is_valid_unicode(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def count_embedding_inputs(value: object) -> int:
+    """How many inputs an embeddings `input` holds: a string or one token array counts 1."""
+    if isinstance(value, list):
+        if value and all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+            return 1
+        return len(value)
+    return 1
+
+
+def quick_check(request: object, endpoint: str) -> tuple[str, str] | None:
+    """(custom_id, model) of a plainly valid non-embeddings request dict, else None.
+
+    A fast path for streams of dicts: None means "not sure", and `check_request` decides.
+    """
+    if type(request) is not dict:
+        return None
+    custom_id = request.get("custom_id")
+    body = request.get("body")
+    if (
+        type(custom_id) is str
+        and custom_id
+        and custom_id.isascii()
+        and request.get("method") == "POST"
+        and request.get("url") == endpoint
+        and type(body) is dict
+        and endpoint != EMBEDDINGS
+    ):
+        model = body.get("model")
+        if type(model) is str and model and model.isascii():
+            return custom_id, model
+    return None
+
+
+def check_request(
+    request: object,
+    *,
+    line: int,
+    endpoint: str,
+    limits: BatchLimits = DEFAULT_LIMITS,
+    source: str | None = None,
+) -> RequestInfo:
+    """Check one parsed request (a dict) and say what sharding needs; raise on the first problem."""
+
+    def fail(detail: str, name: str | None = None, code: str = "invalid_request") -> Exception:
+        return RequestValidationError(detail, line=line, field=name, code=code, source=source)
+
+    if not isinstance(request, Mapping):
+        raise fail(f"expected a JSON object, got {_describe(request)}")
+    duplicates = getattr(request, "duplicate_keys", frozenset())
+
+    def present(name: str, label: str, where: Mapping[str, Any], dups: frozenset[str]) -> Any:
+        if name in dups:
+            raise fail("the key appears more than once", label, "duplicate_key")
+        if name not in where:
+            raise fail("missing", label, "missing_required_parameter")
+        return where[name]
+
+    custom_id = present("custom_id", "custom_id", request, duplicates)
+    if not isinstance(custom_id, str) or not custom_id:
+        raise fail(f"expected a non-empty string, got {_describe(custom_id)}", "custom_id")
+    if not _is_valid_unicode(custom_id):
+        raise fail("contains a lone UTF-16 surrogate, which is not valid Unicode", "custom_id")
+    method = present("method", "method", request, duplicates)
+    if method != "POST":
+        raise fail(f"expected 'POST', got {_describe(method)}", "method")
+    url = present("url", "url", request, duplicates)
+    if url != endpoint:
+        raise fail(f"expected {endpoint!r}, got {_describe(url)}", "url", "url_mismatch")
+    body = present("body", "body", request, duplicates)
+    if not isinstance(body, Mapping):
+        raise fail(f"expected an object, got {_describe(body)}", "body")
+    body_duplicates = getattr(body, "duplicate_keys", frozenset())
+    for key in _WATCHED_BODY_KEYS:
+        if key in body_duplicates:
+            raise fail("the key appears more than once", f"body.{key}", "duplicate_key")
+    model = body.get("model")
+    if model is None:
+        if endpoint not in MODEL_OPTIONAL_ENDPOINTS:
+            raise fail("missing", "body.model", "missing_required_parameter")
+    elif not isinstance(model, str) or not model:
+        raise fail(f"expected a non-empty string, got {_describe(model)}", "body.model")
+    elif not _is_valid_unicode(model):
+        raise fail("contains a lone UTF-16 surrogate, which is not valid Unicode", "body.model")
+    inputs = 0
+    if endpoint == EMBEDDINGS:
+        inputs = count_embedding_inputs(body.get("input"))
+        if inputs > limits.max_embedding_inputs:
+            raise fail(
+                f"{inputs:,} embedding inputs, more than max_embedding_inputs "
+                f"({limits.max_embedding_inputs:,}) allows in one batch",
+                "body.input",
+                "too_many_tasks",
+            )
+    return RequestInfo(custom_id, model, inputs)
+
+
+def parse_request_line(
+    raw: str | bytes,
+    *,
+    line: int,
+    endpoint: str,
+    limits: BatchLimits = DEFAULT_LIMITS,
+    source: str | None = None,
+) -> RequestInfo:
+    """Check one JSONL line (without its line end) precisely; raise on the first problem."""
+
+    def fail(detail: str, code: str) -> Exception:
+        return RequestValidationError(detail, line=line, code=code, source=source)
+
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise fail(
+                f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line",
+                "invalid_utf8",
+            ) from None
+    else:
+        text = raw
+    if text.startswith("\ufeff"):
+        raise fail(
+            "starts with a UTF-8 byte order mark (BOM); save the file as UTF-8 without a BOM",
+            "invalid_json_line",
+        )
+    if not text.strip(" \t\r\n"):
+        raise fail("blank line; every line must hold one request", "blank_line")
+    try:
+        request = json.loads(text, object_pairs_hook=_object_hook, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise fail(f"invalid JSON: {exc.msg} at column {exc.colno}", "invalid_json_line") from None
+    except (ValueError, RecursionError) as exc:
+        raise fail(f"invalid JSON: {exc}", "invalid_json_line") from None
+    return check_request(request, line=line, endpoint=endpoint, limits=limits, source=source)
+
+
+def _line_too_large(
+    n_bytes: int, line: int, limits: BatchLimits, source: str | None, *, at_least: bool = False
+) -> Exception:
+    size = f"at least {n_bytes:,}" if at_least else f"{n_bytes:,}"
+    return RequestValidationError(
+        f"the line is {size} bytes with its line end, more than max_bytes "
+        f"({limits.max_bytes:,}) allows in one batch",
+        line=line,
+        code="line_too_large",
+        source=source,
+    )
+
+
+def empty_input_error(source: str | None) -> RequestValidationError:
+    """The error for an input that holds no request at all."""
+    return RequestValidationError(
+        f"{source or 'the input'} is empty: it holds no request", code="empty_file"
+    )
+
+
+class _Checker:
+    """The rules for one endpoint, compiled into polars patterns and a parse schema."""
+
+    def __init__(self, endpoint: str, limits: BatchLimits, source: str | None) -> None:
+        self.endpoint = check_endpoint(endpoint)
+        self.limits = limits
+        self.source = source
+        self.embeddings = endpoint == EMBEDDINGS
+        self.model_optional = endpoint in MODEL_OPTIONAL_ENDPOINTS
+        body: dict[str, pl.DataType] = {"model": pl.String()}
+        keys = "custom_id|method|url|body|model"
+        # Lines the polars parser may read differently from `json.loads`: a non-string value
+        # where a string belongs (polars reads 5 as "5" and [1] as "[1]"), a key written with
+        # \u escapes, a surrogate escape in custom_id or model, (embeddings) token arrays.
+        guards = [
+            r'"(?:custom_id|model)"\s*:\s*[-0-9tf\[{]',
+            r'\\u[0-9A-Fa-f]{4}(?:[^"\\]|\\.)*"\s*:',
+            r'"(?:custom_id|model)"\s*:\s*"(?:[^"\\]|\\.)*\\u[dD][89a-fA-F]',
+        ]
+        if self.embeddings:
+            body["input"] = pl.List(pl.String())
+            keys += "|input"
+            guards.append(r'"input"\s*:\s*\[\s*[-0-9\[]')
+        self.schema: dict[str, pl.DataType] = {
+            "custom_id": pl.String(),
+            "method": pl.String(),
+            "url": pl.String(),
+            "body": pl.Struct(body),
+        }
+        self.guard_pattern = "|".join(guards)
+        # Each watched key once, so polars (first copy wins) and `json` (last wins) agree.
+        self.key_pattern = f'"(?:{keys})"\\s*:'
+
+    def error(self, detail: str, *, line: int | None = None, **kwargs: Any) -> Exception:
+        return RequestValidationError(detail, line=line, source=self.source, **kwargs)
+
+    def precise(self, raw: str | bytes, line: int) -> RequestInfo:
+        """Check one line (without its line end) precisely."""
+        n_bytes = len(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw)
+        if n_bytes + 1 > self.limits.max_bytes:
+            raise _line_too_large(n_bytes + 1, line, self.limits, self.source)
+        return parse_request_line(
+            raw, line=line, endpoint=self.endpoint, limits=self.limits, source=self.source
+        )
+
+    def analyze(
+        self, data: bytes, first_line: int
+    ) -> tuple[pl.DataFrame, RequestValidationError | None]:
+        """Validate a chunk of whole lines, each ending in LF; return the valid rows before the
+        first problem (columns of REQUEST_SCHEMA), and that problem."""
+        try:
+            lines = pl.read_lines(data)
+            parsed = pl.read_ndjson(data, schema=self.schema)
+        except pl.exceptions.PolarsError:
+            return self._analyze_precisely(data, first_line)
+        if parsed.height != lines.height:  # polars skips blank lines
+            return self._analyze_precisely(data, first_line)
+        line = pl.col("line")
+        body = pl.col("body")
+        model = body.struct.field("model")
+        n_bytes = line.str.len_bytes().cast(pl.Int64)
+        expected_keys = 4 + model.is_not_null().cast(pl.Int64)
+        if self.embeddings:
+            inputs = body.struct.field("input").list.len().cast(pl.Int64).fill_null(1)
+            expected_keys = expected_keys + body.struct.field("input").is_not_null()
+        else:
+            inputs = pl.lit(0, dtype=pl.Int64)
+        model_ok = model.str.len_bytes() > 0
+        if self.model_optional:
+            model_ok = model_ok | model.is_null()
+        ok = (
+            (pl.col("custom_id").str.len_bytes() > 0)
+            & (pl.col("method") == "POST")
+            & (pl.col("url") == self.endpoint)
+            & body.is_not_null()
+            & model_ok
+            & (n_bytes < self.limits.max_bytes)
+            & (inputs <= self.limits.max_embedding_inputs)
+            & ~line.str.contains(self.guard_pattern)
+            & (line.str.count_matches(self.key_pattern) == expected_keys)
+        ).fill_null(False)
+        frame = pl.concat([lines, parsed], how="horizontal").select(
+            line,
+            pl.col("custom_id"),
+            model.alias("model"),
+            n_bytes.alias("n_bytes"),
+            inputs.alias("embedding_inputs"),
+            (~ok).alias("flagged"),
+        )
+        flagged = frame["flagged"]
+        frame = frame.drop("flagged")
+        if not flagged.any():
+            return frame, None
+        return self._recheck(frame, flagged.arg_true().to_list(), first_line)
+
+    def _recheck(
+        self, frame: pl.DataFrame, rows: list[int], first_line: int
+    ) -> tuple[pl.DataFrame, RequestValidationError | None]:
+        """Check the flagged rows precisely; keep what they really hold."""
+        lines = frame["line"]
+        fixed: list[int] = []
+        infos: list[RequestInfo] = []
+        error: RequestValidationError | None = None
+        for row in rows:
+            try:
+                infos.append(self.precise(lines[row], first_line + row))
+            except RequestValidationError as exc:
+                error = exc
+                break
+            fixed.append(row)
+        if fixed:
+            frame = frame.with_columns(
+                frame["custom_id"].scatter(fixed, [info.custom_id for info in infos]),
+                frame["model"].scatter(fixed, [info.model for info in infos]),
+                frame["embedding_inputs"].scatter(fixed, [info.embedding_inputs for info in infos]),
+            )
+        if error is not None and error.line is not None:
+            frame = frame.head(error.line - first_line)
+        return frame, error
+
+    def _analyze_precisely(
+        self, data: bytes, first_line: int
+    ) -> tuple[pl.DataFrame, RequestValidationError | None]:
+        """The precise path for a whole chunk, line by line."""
+        raws = data.split(b"\n")
+        if raws and not raws[-1]:
+            raws.pop()
+        texts: list[str] = []
+        infos: list[RequestInfo] = []
+        error: RequestValidationError | None = None
+        for index, raw in enumerate(raws):
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            try:
+                infos.append(self.precise(line, first_line + index))
+            except RequestValidationError as exc:
+                error = exc
+                break
+            texts.append(line.decode("utf-8"))
+        lines = pl.Series("line", texts, dtype=pl.String)
+        frame = pl.DataFrame(
+            {
+                "line": lines,
+                "custom_id": [info.custom_id for info in infos],
+                "model": [info.model for info in infos],
+                "n_bytes": lines.str.len_bytes().cast(pl.Int64),
+                "embedding_inputs": [info.embedding_inputs for info in infos],
+            },
+            schema=REQUEST_SCHEMA,
+        )
+        return frame, error
+
+
+class _SeenIds:
+    """Every custom_id so far, in line order from line 1, to find duplicates."""
+
+    def __init__(self, checker: _Checker) -> None:
+        self._checker = checker
+        self._ids: list[pl.Series] = []
+
+    def add(self, ids: pl.Series) -> None:
+        """Record the custom_ids of the next lines."""
+        self._ids.append(ids)
+
+    def raise_first_problem(self, error: RequestValidationError | None = None) -> None:
+        """Raise the first duplicate custom_id, or else `error` (which comes after every id)."""
+        ids = pl.concat(self._ids) if self._ids else pl.Series(dtype=pl.String)
+        self._ids = [ids]
+        repeated = ~ids.is_first_distinct()
+        if repeated.any():
+            row = int(repeated.arg_true()[0])
+            value = ids[row]
+            earlier = int((ids.head(row) == value).arg_true()[0]) + 1
+            raise self._checker.error(
+                f"{value!r} appears more than once (first on line {earlier}); "
+                "each custom_id must be unique",
+                line=row + 1,
+                field="custom_id",
+                code="duplicate_custom_id",
+            )
+        if error is not None:
+            raise error
+
+
+class _ChunkReader:
+    """Read a file in chunks of whole lines through mmap; `next_line` is kept by the caller."""
+
+    def __init__(self, path: Path, chunk_bytes: int, checker: _Checker) -> None:
+        self.path = path
+        self.chunk_bytes = chunk_bytes
+        self.checker = checker
+        self.next_line = 1
+
+    def _too_large(self, n_bytes: int, *, at_least: bool) -> Exception:
+        limits, source = self.checker.limits, self.checker.source
+        return _line_too_large(n_bytes, self.next_line, limits, source, at_least=at_least)
+
+    def __iter__(self) -> Iterator[bytes]:
+        max_bytes = self.checker.limits.max_bytes
+        with self.path.open("rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size == 0:
+                return
+            with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                if view[:3] == BOM:
+                    raise self.checker.error(
+                        "the file starts with a UTF-8 byte order mark (BOM); "
+                        "save it as UTF-8 without a BOM",
+                        line=1,
+                        code="invalid_json_line",
+                    )
+                start = 0
+                while start < size:
+                    stop = min(start + self.chunk_bytes, size)
+                    cut = view.rfind(b"\n", start, stop) + 1 if stop < size else size
+                    if cut <= start:  # one line longer than a chunk
+                        cut = view.find(b"\n", stop, start + max_bytes) + 1
+                        if cut <= start:
+                            if size - start < max_bytes:
+                                cut = size
+                            else:
+                                raise self._too_large(max_bytes + 1, at_least=True)
+                    chunk = view[start:cut]
+                    _release(view, start, cut)
+                    yield chunk if chunk.endswith(b"\n") else chunk + b"\n"
+                    start = cut
+
+
+def _release(view: mmap.mmap, start: int, stop: int) -> None:
+    """Drop pages already read from this process's resident memory (they stay in page cache)."""
+    first = start - start % mmap.PAGESIZE
+    if stop - first >= mmap.PAGESIZE and hasattr(mmap, "MADV_DONTNEED"):
+        view.madvise(mmap.MADV_DONTNEED, first, stop - first - (stop - first) % mmap.PAGESIZE)
+
+
+def _stream_frames(
+    batches: Iterable[bytes], checker: _Checker, reader: _ChunkReader | None = None
+) -> Iterator[pl.DataFrame]:
+    """Analyze consecutive chunks of lines from line 1; raise the first problem in line order."""
+    seen = _SeenIds(checker)
+    next_line = 1
+    try:
+        for data in batches:
+            frame, error = checker.analyze(data, next_line)
+            seen.add(frame["custom_id"])
+            if error is not None:
+                seen.raise_first_problem(error)
+            next_line += frame.height
+            if reader is not None:
+                reader.next_line = next_line
+            yield frame
+    except RequestValidationError as exc:
+        seen.raise_first_problem(exc)
+        raise
+    seen.raise_first_problem()
+    if next_line == 1:
+        raise empty_input_error(checker.source)
+
+
+def iter_validated_file(
+    path: str | Path,
+    *,
+    endpoint: str,
+    limits: BatchLimits = DEFAULT_LIMITS,
+    source: str | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Iterator[pl.DataFrame]:
+    """Validate a JSONL file as a stream; yield its requests as frames of REQUEST_SCHEMA.
+
+    Raises RequestValidationError on the first problem, after yielding the frames before it
+    (a duplicate custom_id is only known for sure at the end).
+    """
+    path = Path(path)
+    checker = _Checker(endpoint, limits, source or path.name)
+    reader = _ChunkReader(path, chunk_bytes, checker)
+    return _stream_frames(reader, checker, reader)
+
+
+def _line_batches(
+    lines: Iterable[str | bytes] | pl.Series, chunk_bytes: int, checker: _Checker
+) -> Iterator[bytes]:
+    """Join request lines into chunks of LF-terminated bytes; reject lines that are not one line."""
+    if isinstance(lines, pl.Series):
+        yield from _series_batches(lines, checker)
+        return
+    batch: list[bytes] = []
+    size = 0
+    for number, item in enumerate(lines, start=1):
+        if isinstance(item, str):
+            try:
+                raw = item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise checker.error(
+                    "not valid Unicode (a lone UTF-16 surrogate)", line=number, code="invalid_utf8"
+                ) from None
+        elif isinstance(item, bytes):
+            raw = item
+        else:
+            raise checker.error(
+                f"expected a str line, got {type(item).__name__}", line=number, code="invalid_line"
+            )
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if b"\n" in raw:
+            raise checker.error(
+                "holds a line break; each request must be one line",
+                line=number,
+                code="invalid_line",
+            )
+        batch.append(raw)
+        size += len(raw) + 1
+        if size >= chunk_bytes:
+            yield b"\n".join(batch) + b"\n"
+            batch, size = [], 0
+    if batch:
+        yield b"\n".join(batch) + b"\n"
+
+
+def _series_batches(lines: pl.Series, checker: _Checker) -> Iterator[bytes]:
+    if lines.dtype != pl.String:
+        raise TypeError(f"request lines must be a String Series, got {lines.dtype}")
+    lines = lines.str.strip_suffix("\n").str.strip_suffix("\r")
+    bad = lines.is_null() | lines.str.contains("\n", literal=True)
+    if bad.any():
+        row = int(bad.arg_true()[0])
+        detail = "is null" if lines[row] is None else "holds a line break"
+        raise checker.error(
+            f"{detail}; each request must be one line", line=row + 1, code="invalid_line"
+        )
+    rows = 100_000
+    for start in range(0, lines.len(), rows):
+        part = lines.slice(start, rows)
+        yield (part + "\n").str.join("").cast(pl.Binary).item()
+
+
+def iter_validated_lines(
+    lines: Iterable[str | bytes] | pl.Series,
+    *,
+    endpoint: str,
+    limits: BatchLimits = DEFAULT_LIMITS,
+    source: str | None = "request lines",
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Iterator[pl.DataFrame]:
+    """Validate request lines (str or bytes, an optional line end each) as a stream of frames."""
+    checker = _Checker(endpoint, limits, source)
+    return _stream_frames(_line_batches(lines, chunk_bytes, checker), checker)
+
+
+def validate_jsonl_file(
+    path: str | Path,
+    *,
+    endpoint: str,
+    limits: BatchLimits = DEFAULT_LIMITS,
+    source: str | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> ValidationSummary:
+    """Validate a whole JSONL request file with constant memory; raise on the first problem."""
+    summary = ValidationSummary()
+    for frame in iter_validated_file(
+        path, endpoint=endpoint, limits=limits, source=source, chunk_bytes=chunk_bytes
+    ):
+        summary.add(frame)
+    return summary
+
+
+def validate_request_lines(
+    lines: Iterable[str | bytes] | pl.Series,
+    *,
+    endpoint: str,
+    limits: BatchLimits = DEFAULT_LIMITS,
+    source: str | None = "request lines",
+) -> ValidationSummary:
+    """Validate request lines; raise on the first problem."""
+    summary = ValidationSummary()
+    for frame in iter_validated_lines(lines, endpoint=endpoint, limits=limits, source=source):
+        summary.add(frame)
+    return summary

@@ -1,0 +1,1 @@
+"""The Dagster layer: the OpenAI resource, the pipeline factory, the completion sensor."""

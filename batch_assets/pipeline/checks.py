@@ -1,0 +1,78 @@
+"""Asset checks: every request answered exactly once, and an error rate under the threshold."""
+
+# Dagster reads `context: dg.AssetExecutionContext` at definition time, so annotations stay
+# evaluated here (no `from __future__ import annotations`).
+
+import dagster as dg
+import polars as pl
+
+from batch_assets.core.records import BatchResult, Submission
+from batch_assets.pipeline.download_assets import requested_ids
+from batch_assets.pipeline.spec import PipelineSpec
+
+
+def answer_counts(submission: Submission, result: BatchResult) -> dict[str, int]:
+    """How many requests came back never, once, and more than once across output and errors."""
+    returned = pl.concat(
+        [
+            pl.read_parquet(result.output_table, columns=["custom_id"]),
+            pl.read_parquet(result.errors_table, columns=["custom_id"]),
+        ]
+    )
+    counts = (
+        requested_ids(submission)
+        .select("custom_id")
+        .join(returned.group_by("custom_id").len(), on="custom_id", how="left")
+        .with_columns(pl.col("len").fill_null(0))
+    )
+    extra = returned.join(counts.select("custom_id"), on="custom_id", how="anti").height
+    return {
+        "missing": counts.filter(pl.col("len") == 0).height,
+        "duplicated": counts.filter(pl.col("len") > 1).height,
+        "unexpected": extra,
+        "requested": counts.height,
+    }
+
+
+def build_checks(spec: PipelineSpec) -> list[dg.AssetChecksDefinition]:
+    """The pipeline's two checks."""
+
+    @dg.asset_check(
+        asset=spec.output_key,
+        name="every_request_answered_once",
+        additional_ins={"submission": dg.AssetIn(spec.batch_key)},
+        description="Every custom_id of the requests appears exactly once in output or errors.",
+    )
+    def every_request_answered_once(
+        result: BatchResult, submission: Submission
+    ) -> dg.AssetCheckResult:
+        counts = answer_counts(submission, result)
+        return dg.AssetCheckResult(
+            passed=counts["missing"] == counts["duplicated"] == counts["unexpected"] == 0,
+            metadata={name: dg.MetadataValue.int(value) for name, value in counts.items()},
+        )
+
+    @dg.asset_check(
+        asset=spec.errors_key,
+        name="error_rate_below_threshold",
+        additional_ins={"result": dg.AssetIn(spec.output_key)},
+        description=f"At most {spec.max_error_rate:.1%} of requests end in the errors table.",
+    )
+    def error_rate_below_threshold(
+        errors: pl.DataFrame, result: BatchResult
+    ) -> dg.AssetCheckResult:
+        answered = pl.scan_parquet(result.output_table).select(pl.len()).collect().item()
+        total = answered + errors.height
+        rate = errors.height / total if total else 0.0
+        return dg.AssetCheckResult(
+            passed=rate <= spec.max_error_rate,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "error_rate": dg.MetadataValue.float(round(rate, 6)),
+                "threshold": dg.MetadataValue.float(spec.max_error_rate),
+                "errors": dg.MetadataValue.int(errors.height),
+                "total": dg.MetadataValue.int(total),
+            },
+        )
+
+    return [every_request_answered_once, error_rate_below_threshold]

@@ -1,0 +1,232 @@
+"""`<name>_output` and `<name>_errors`: the batches' result files, downloaded and parsed."""
+
+# Dagster reads `context: dg.AssetExecutionContext` at definition time, so annotations stay
+# evaluated here (no `from __future__ import annotations`).
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from openai.types import Batch
+
+from batch_assets.core.atomic import write_parquet
+from batch_assets.core.batch_client import TERMINAL_STATUSES, BatchClient
+from batch_assets.core.costs import estimate_cost_usd
+from batch_assets.core.output_parsing import RESULT_SCHEMA, empty_results, parse_batch_file
+from batch_assets.core.records import BatchResult, Submission
+from batch_assets.pipeline.resource import OpenAIBatchResource
+from batch_assets.pipeline.spec import PipelineSpec
+
+NOT_RETURNED_CODE = "not_returned"
+PREVIEW_ROWS = 5
+
+
+def requested_ids(submission: Submission) -> pl.DataFrame:
+    """Every custom_id submitted, with the batch it went to."""
+    frames = [
+        pl.scan_ndjson(batch.shard_path, schema={"custom_id": pl.String})
+        .select("custom_id")
+        .with_columns(batch_id=pl.lit(batch.batch_id))
+        for batch in submission.batches
+    ]
+    if not frames:
+        return pl.DataFrame(schema={"custom_id": pl.String, "batch_id": pl.String})
+    return pl.concat(frames).collect()
+
+
+def _download(client: BatchClient, batch: Batch, folder: Path) -> tuple[Path | None, Path | None]:
+    output_path = error_path = None
+    if batch.output_file_id:
+        output_path = folder / f"{batch.id}_output.jsonl"
+        client.download(batch.output_file_id, output_path)
+    if batch.error_file_id:
+        error_path = folder / f"{batch.id}_errors.jsonl"
+        client.download(batch.error_file_id, error_path)
+    return output_path, error_path
+
+
+def _validation_failure(failed: Sequence[Batch]) -> dg.Failure:
+    errors = [
+        {"batch_id": batch.id, **error.model_dump()}
+        for batch in failed
+        for error in (batch.errors.data if batch.errors and batch.errors.data else [])
+    ]
+    first = errors[0] if errors else {}
+    where = f" on line {first['line']}" if first.get("line") else ""
+    return dg.Failure(
+        description=f"{len(failed)} batch(es) failed validation at the Batch API: "
+        f"{first.get('code', 'unknown')}{where}: {first.get('message', 'no message')}",
+        metadata={
+            "validation_errors": dg.MetadataValue.json(errors),
+            "failed_batch_ids": dg.MetadataValue.json([batch.id for batch in failed]),
+        },
+        allow_retries=False,
+    )
+
+
+def _usage(batches: Sequence[Batch], spec: PipelineSpec) -> dict[str, Any]:
+    input_tokens = sum(b.usage.input_tokens for b in batches if b.usage)
+    output_tokens = sum(b.usage.output_tokens for b in batches if b.usage)
+    costs = [
+        estimate_cost_usd(b.model or "", b.usage.input_tokens, b.usage.output_tokens, spec.prices)
+        for b in batches
+        if b.usage
+    ]
+    known = [cost for cost in costs if cost is not None]
+    metadata: dict[str, Any] = {
+        "input_tokens": dg.MetadataValue.int(input_tokens),
+        "output_tokens": dg.MetadataValue.int(output_tokens),
+        "total_tokens": dg.MetadataValue.int(input_tokens + output_tokens),
+    }
+    if known:
+        metadata["estimated_cost_usd"] = dg.MetadataValue.float(round(sum(known), 6))
+    if len(known) < len(costs):
+        metadata["cost_note"] = dg.MetadataValue.text(
+            "Some models have no price in the pipeline's price table; their cost is left out."
+        )
+    return metadata
+
+
+def _preview(frame: pl.DataFrame, columns: Sequence[str]) -> str:
+    shown = frame.head(PREVIEW_ROWS).select(columns)
+    rows = [f"| {' | '.join(columns)} |", f"|{' --- |' * len(columns)}"]
+    for row in shown.iter_rows():
+        cells = [str(value).replace("\n", " ").replace("|", "\\|")[:80] for value in row]
+        rows.append(f"| {' | '.join(cells)} |")
+    return "\n".join(rows)
+
+
+def collect_results(
+    client: BatchClient, submission: Submission, batches: Sequence[Batch], folder: Path
+) -> tuple[BatchResult, pl.DataFrame, pl.DataFrame]:
+    """Download, parse and store every batch's output and errors; unreturned requests as errors."""
+    outputs, errors, output_files, error_files = [], [], [], []
+    for batch in batches:
+        output_path, error_path = _download(client, batch, folder)
+        if output_path is not None:
+            output_files.append(output_path)
+            outputs.append(parse_batch_file(output_path, batch_id=batch.id))
+        if error_path is not None:
+            error_files.append(error_path)
+            errors.append(parse_batch_file(error_path, batch_id=batch.id))
+    output = pl.concat(outputs) if outputs else empty_results()
+    error = pl.concat(errors) if errors else empty_results()
+    returned = pl.concat([output.select("custom_id"), error.select("custom_id")])
+    missing = requested_ids(submission).join(returned, on="custom_id", how="anti")
+    if missing.height:
+        statuses = {batch.id: batch.status for batch in batches}
+        unreturned = missing.select(
+            [
+                pl.col("custom_id"),
+                pl.col("batch_id"),
+                pl.lit(NOT_RETURNED_CODE).alias("error_code"),
+                pl.format(
+                    "No output or error line came back (batch {}).",
+                    pl.col("batch_id").replace_strict(statuses, return_dtype=pl.String),
+                ).alias("error_message"),
+            ]
+        )
+        error = pl.concat([error, unreturned], how="diagonal_relaxed").select(list(RESULT_SCHEMA))
+    result = BatchResult(
+        output_files=tuple(output_files),
+        error_files=tuple(error_files),
+        output_table=write_parquet(output, folder / "output.parquet"),
+        errors_table=write_parquet(error, folder / "errors.parquet"),
+        batch_ids=tuple(batch.id for batch in batches),
+    )
+    return result, output, error
+
+
+def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
+    """Output and errors, materialized once every batch of the submission has ended."""
+    output_name, errors_name = spec.output_key.path[-1], spec.errors_key.path[-1]
+    common = dict(
+        is_required=False,
+        group_name=spec.group_name,
+        kinds={"openai", "parquet"},
+        tags=spec.tags(spec.download_role),
+    )
+
+    @dg.multi_asset(
+        name=f"{spec.name}_download",
+        outs={
+            output_name: dg.AssetOut(
+                key=spec.output_key,
+                description="Every successful answer, one row per custom_id (Parquet), and the "
+                "raw output files; materialized by batch_completion_sensor when the batches end.",
+                **common,
+            ),
+            errors_name: dg.AssetOut(
+                key=spec.errors_key,
+                description="Every request that did not succeed, with its error code and "
+                "message: HTTP errors, expired, cancelled and unreturned requests.",
+                **common,
+            ),
+        },
+        ins={"submission": dg.AssetIn(spec.batch_key)},
+        can_subset=True,
+        required_resource_keys={spec.resource_key},
+    )
+    def download(context: dg.AssetExecutionContext, submission: Submission) -> Iterator[dg.Output]:
+        resource: OpenAIBatchResource = getattr(context.resources, spec.resource_key)
+        client = resource.client
+        found = client.find_batches(set(submission.batch_ids))
+        batches = [found[batch_id] for batch_id in submission.batch_ids]
+        running = [batch for batch in batches if batch.status not in TERMINAL_STATUSES]
+        if running:
+            counts = Counter(batch.status for batch in running)
+            context.log.info(
+                f"{len(running)} of {len(batches)} batch(es) still running "
+                f"({', '.join(f'{s}: {n}' for s, n in sorted(counts.items()))}); skipping "
+                f"{output_name} and {errors_name}. batch_completion_sensor will materialize them "
+                "when the batches end."
+            )
+            return
+        failed = [batch for batch in batches if batch.status == "failed"]
+        if failed:
+            raise _validation_failure(failed)
+        folder = spec.run_dir(context.run.run_id) / "results"
+        result, output, errors = collect_results(client, submission, batches, folder)
+        statuses = Counter(batch.status for batch in batches)
+        common_metadata = {
+            "backend": dg.MetadataValue.text(resource.host),
+            "batch_statuses": dg.MetadataValue.text(
+                ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
+            ),
+            "batch_ids": dg.MetadataValue.json(list(result.batch_ids)),
+        }
+        total = output.height + errors.height
+        if spec.output_key in context.selected_asset_keys:
+            yield dg.Output(
+                result,
+                output_name=output_name,
+                metadata={
+                    **common_metadata,
+                    "row_count": dg.MetadataValue.int(output.height),
+                    **_usage(batches, spec),
+                    "output_table": dg.MetadataValue.path(str(result.output_table)),
+                    "preview": dg.MetadataValue.md(
+                        _preview(output, ["custom_id", "answer", "finish_reason"])
+                    ),
+                },
+            )
+        if spec.errors_key in context.selected_asset_keys:
+            codes = Counter(errors["error_code"].fill_null("").to_list())
+            yield dg.Output(
+                errors,
+                output_name=errors_name,
+                metadata={
+                    **common_metadata,
+                    "row_count": dg.MetadataValue.int(errors.height),
+                    "error_rate": dg.MetadataValue.float(
+                        round(errors.height / total, 6) if total else 0.0
+                    ),
+                    "error_codes": dg.MetadataValue.json(dict(sorted(codes.items()))),
+                    "errors_table": dg.MetadataValue.path(str(result.errors_table)),
+                },
+            )
+
+    return download

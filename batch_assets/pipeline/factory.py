@@ -1,0 +1,108 @@
+"""`build_batch_pipeline`: a name, a source and an endpoint in, ready Dagster definitions out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+
+from batch_assets.core.costs import DEFAULT_PRICES, ModelPrice
+from batch_assets.core.limits import DEFAULT_LIMITS, BatchLimits, check_endpoint
+from batch_assets.pipeline.checks import build_checks
+from batch_assets.pipeline.download_assets import build_download_assets
+from batch_assets.pipeline.request_assets import build_requests_asset
+from batch_assets.pipeline.results_asset import build_results_asset
+from batch_assets.pipeline.sources import BatchSource, DataFrameSource
+from batch_assets.pipeline.spec import PipelineSpec
+from batch_assets.pipeline.submit_asset import build_submit_asset
+
+RESERVED_METADATA_KEYS = 3
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def build_batch_pipeline(
+    name: str,
+    source: BatchSource,
+    *,
+    endpoint: str | None = None,
+    completion_window: str = "24h",
+    metadata: Mapping[str, str] | None = None,
+    group_name: str | None = None,
+    description: str | None = None,
+    limits: BatchLimits = DEFAULT_LIMITS,
+    prices: Mapping[str, ModelPrice] = DEFAULT_PRICES,
+    max_error_rate: float = 0.05,
+    schedule: str | None = None,
+    storage_dir: Path | str | None = None,
+    resource_key: str = "openai_batch",
+) -> dg.Definitions:
+    """Assets, checks, jobs and an optional schedule that run `source` through the Batch API.
+
+    The assets are `<name>_requests`, `<name>_batch`, `<name>_output`, `<name>_errors` and, for a
+    DataFrame source, `<name>_results`. `batch_completion_sensor` (in `batch_assets/defs`) watches
+    the batches and materializes the downloads when they end.
+    """
+    if not _NAME.match(name):
+        raise ValueError(
+            f"pipeline name {name!r} must be snake_case: lowercase letters, digits and underscores"
+        )
+    if isinstance(source, DataFrameSource):
+        if endpoint is not None and endpoint != source.template.endpoint:
+            raise ValueError(
+                f"endpoint {endpoint!r} differs from the template's {source.template.endpoint!r}"
+            )
+        endpoint = source.template.endpoint
+    check_endpoint(endpoint or "/v1/chat/completions")
+    user_metadata = dict(metadata or {})
+    if len(user_metadata) > 16 - RESERVED_METADATA_KEYS:
+        raise ValueError(
+            f"metadata has {len(user_metadata)} keys; the Batch API allows 16 and the pipeline "
+            f"uses {RESERVED_METADATA_KEYS}, so at most {16 - RESERVED_METADATA_KEYS}"
+        )
+    if not 0 <= max_error_rate <= 1:
+        raise ValueError(f"max_error_rate must be between 0 and 1, got {max_error_rate}")
+    spec = PipelineSpec(
+        name=name,
+        source=source,
+        endpoint=endpoint or "/v1/chat/completions",
+        completion_window=completion_window,
+        metadata=user_metadata,
+        group_name=group_name or name,
+        description=description,
+        limits=limits,
+        prices=dict(prices),
+        max_error_rate=max_error_rate,
+        storage_dir=Path(storage_dir) if storage_dir is not None else None,
+        resource_key=resource_key,
+    )
+    assets: list[dg.AssetsDefinition] = [
+        build_requests_asset(spec),
+        build_submit_asset(spec),
+        build_download_assets(spec),
+    ]
+    if isinstance(source, DataFrameSource):
+        assets.append(build_results_asset(spec, source))
+    submit_job = dg.define_asset_job(
+        name=f"{name}_submit_job",
+        selection=dg.AssetSelection.assets(spec.requests_key, spec.batch_key),
+        description=f"Build {name}'s requests and submit them; the sensor does the rest.",
+    )
+    schedules = []
+    if schedule is not None:
+        schedules.append(
+            dg.ScheduleDefinition(
+                name=f"{name}_schedule",
+                cron_schedule=schedule,
+                job=submit_job,
+                default_status=dg.DefaultScheduleStatus.STOPPED,
+                description=f"Submit {name} on '{schedule}'; stopped until you start it.",
+            )
+        )
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=build_checks(spec),
+        jobs=[submit_job],
+        schedules=schedules,
+    )

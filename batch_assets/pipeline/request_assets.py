@@ -1,0 +1,153 @@
+"""`<name>_requests`: the validated, sharded request JSONL."""
+
+# Dagster reads `context: dg.AssetExecutionContext` at definition time, so annotations stay
+# evaluated here (no `from __future__ import annotations`).
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from batch_assets.core.request_template import TemplateError, render_requests
+from batch_assets.core.request_validation import RequestValidationError
+from batch_assets.core.sharding import (
+    Shard,
+    shard_jsonl_file,
+    shard_request_frame,
+    shard_requests,
+)
+from batch_assets.pipeline.sources import DataFrameSource, IteratorSource, JsonlFileSource
+from batch_assets.pipeline.spec import PipelineSpec
+
+PREVIEW_ROWS = 5
+PREVIEW_CHARS = 80
+
+
+def _prompt_preview(body: dict[str, Any]) -> str:
+    """The last text a request sends, cut short for a table cell."""
+    texts: list[str] = []
+    for message in body.get("messages") or []:
+        if isinstance(message.get("content"), str):
+            texts.append(message["content"])
+    for key in ("input", "prompt"):
+        value = body.get(key)
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, list) and value and isinstance(value[-1], str):
+            texts.append(value[-1])
+    text = (texts[-1] if texts else "").replace("\n", " ").replace("|", "\\|")
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+def preview_table(shards: Sequence[Shard]) -> str:
+    """The first requests as a Markdown table."""
+    rows = ["| custom_id | model | prompt |", "| --- | --- | --- |"]
+    if shards:
+        with shards[0].path.open("rb") as lines:
+            for _, raw in zip(range(PREVIEW_ROWS), lines, strict=False):
+                request = json.loads(raw)
+                body = request.get("body") or {}
+                custom_id = str(request.get("custom_id")).replace("|", "\\|")
+                rows.append(f"| {custom_id} | {body.get('model', '')} | {_prompt_preview(body)} |")
+    return "\n".join(rows)
+
+
+def requests_metadata(shards: Sequence[Shard]) -> dict[str, Any]:
+    """What the UI shows for a materialization of `<name>_requests`."""
+    return {
+        "request_count": dg.MetadataValue.int(sum(shard.n_requests for shard in shards)),
+        "bytes": dg.MetadataValue.int(sum(shard.n_bytes for shard in shards)),
+        "shard_count": dg.MetadataValue.int(len(shards)),
+        "models": dg.MetadataValue.text(", ".join(sorted({shard.model or "" for shard in shards}))),
+        "input_tokens_estimate": dg.MetadataValue.int(
+            sum(shard.est_input_tokens for shard in shards)
+        ),
+        "shard_files": dg.MetadataValue.json([str(shard.path) for shard in shards]),
+        "preview": dg.MetadataValue.md(preview_table(shards)),
+    }
+
+
+def _validation_failure(error: RequestValidationError) -> dg.Failure:
+    return dg.Failure(
+        description=f"Invalid requests, nothing uploaded: {error}",
+        metadata={
+            "line": dg.MetadataValue.int(error.line) if error.line else dg.MetadataValue.text("-"),
+            "field": dg.MetadataValue.text(error.field or "-"),
+        },
+        allow_retries=False,
+    )
+
+
+def _build_shards(
+    spec: PipelineSpec, context: dg.AssetExecutionContext, frame: pl.DataFrame | None
+) -> dg.Output[list[Shard]]:
+    source = spec.source
+    out_dir = spec.run_dir(context.run.run_id) / "requests"
+    try:
+        if isinstance(source, DataFrameSource):
+            assert frame is not None
+            shards = shard_request_frame(
+                render_requests(frame, source.template),
+                out_dir,
+                endpoint=spec.endpoint,
+                model=source.template.model,
+                limits=spec.limits,
+            )
+        elif isinstance(source, JsonlFileSource):
+            shards = shard_jsonl_file(
+                source.path,
+                out_dir,
+                endpoint=spec.endpoint,
+                limits=spec.limits,
+                source=str(source.path),
+            )
+        else:
+            shards = shard_requests(
+                source.function(), out_dir, endpoint=spec.endpoint, limits=spec.limits
+            )
+    except RequestValidationError as error:
+        raise _validation_failure(error) from error
+    except TemplateError as error:
+        raise dg.Failure(
+            description=f"The request template does not fit the data, nothing uploaded: {error}",
+            allow_retries=False,
+        ) from error
+    context.log.info(
+        f"{sum(s.n_requests for s in shards)} requests in {len(shards)} shard(s) at {out_dir}"
+    )
+    return dg.Output(shards, metadata=requests_metadata(shards))
+
+
+def build_requests_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
+    """The asset that turns the pipeline's source into shards ready to upload."""
+    source = spec.source
+    origin = {
+        DataFrameSource: "rendered from an upstream DataFrame by a request template",
+        JsonlFileSource: "read from a JSONL file of ready requests",
+        IteratorSource: "streamed from a function that yields request dicts",
+    }[type(source)]
+    decorator = dict(
+        name=spec.requests_key.path[-1],
+        group_name=spec.group_name,
+        kinds={"polars", "openai"},
+        tags=spec.tags(),
+        description=f"Batch requests for {spec.endpoint}, {origin}, validated and split into "
+        "shards within the Batch API's limits.",
+    )
+    if isinstance(source, DataFrameSource):
+
+        @dg.asset(ins={"frame": dg.AssetIn(source.upstream_key)}, **decorator)
+        def requests_from_frame(
+            context: dg.AssetExecutionContext, frame: pl.DataFrame
+        ) -> dg.Output[list[Shard]]:
+            return _build_shards(spec, context, frame)
+
+        return requests_from_frame
+
+    @dg.asset(**decorator)
+    def requests_asset(context: dg.AssetExecutionContext) -> dg.Output[list[Shard]]:
+        return _build_shards(spec, context, None)
+
+    return requests_asset

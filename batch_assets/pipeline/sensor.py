@@ -1,0 +1,158 @@
+"""One sensor that watches every submitted batch of every pipeline and asks for the download."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from batch_assets.core.batch_client import TERMINAL_STATUSES
+from batch_assets.pipeline.resource import OpenAIBatchResource
+
+ROLE_TAG = "batch_assets/role"
+PIPELINE_TAG = "batch_assets/pipeline"
+SUBMISSION_ROLE = "submission"
+DOWNLOAD_ROLE = "download"
+NEW_SUBMISSIONS_PER_TICK = 100
+INTERVAL_VARIABLE = "BATCH_ASSETS_SENSOR_INTERVAL_SECONDS"
+
+
+@dataclass(frozen=True)
+class WatchedPipeline:
+    """A pipeline's submission asset and the assets its download run materializes."""
+
+    name: str
+    submission_key: dg.AssetKey
+    download_keys: tuple[dg.AssetKey, ...]
+
+
+def watched_pipelines(repository: dg.RepositoryDefinition) -> list[WatchedPipeline]:
+    """Every pipeline in the code location, found by the tags the factory puts on its assets."""
+    submissions: dict[str, dg.AssetKey] = {}
+    downloads: dict[str, list[dg.AssetKey]] = {}
+    for assets_def in repository.assets_defs_by_key.values():
+        for spec in assets_def.specs:
+            pipeline = spec.tags.get(PIPELINE_TAG)
+            if pipeline is None:
+                continue
+            role = spec.tags.get(ROLE_TAG)
+            if role == SUBMISSION_ROLE:
+                submissions[pipeline] = spec.key
+            elif role == DOWNLOAD_ROLE and spec.key not in downloads.setdefault(pipeline, []):
+                downloads[pipeline].append(spec.key)
+    return [
+        WatchedPipeline(name, key, tuple(sorted(downloads.get(name, []))))
+        for name, key in sorted(submissions.items())
+    ]
+
+
+def submission_run_key(batch_ids: list[str]) -> str:
+    """One run key per submission, whatever order its batch ids come in."""
+    digest = hashlib.sha256(",".join(sorted(batch_ids)).encode()).hexdigest()[:16]
+    return f"batch-download-{digest}"
+
+
+def _load_cursor(raw: str | None) -> dict[str, Any]:
+    cursor = json.loads(raw) if raw else {}
+    cursor.setdefault("after", 0)
+    cursor.setdefault("pending", {})
+    return cursor
+
+
+def _read_new_submissions(
+    context: dg.SensorEvaluationContext, pipelines: list[WatchedPipeline], cursor: dict[str, Any]
+) -> None:
+    """Add submissions materialized since the cursor to `cursor['pending']`."""
+    newest = cursor["after"]
+    for pipeline in pipelines:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=pipeline.submission_key, after_storage_id=cursor["after"] or None
+            ),
+            limit=NEW_SUBMISSIONS_PER_TICK,
+            ascending=True,
+        ).records
+        for record in records:
+            newest = max(newest, record.storage_id)
+            materialization = record.asset_materialization
+            if materialization is None or "batch_ids" not in materialization.metadata:
+                continue
+            batch_ids = list(materialization.metadata["batch_ids"].value)  # type: ignore[arg-type]
+            if not batch_ids:
+                continue
+            cursor["pending"][submission_run_key(batch_ids)] = {
+                "pipeline": pipeline.name,
+                "batch_ids": batch_ids,
+                "progress": None,
+            }
+    cursor["after"] = newest
+
+
+@dg.sensor(
+    name="batch_completion_sensor",
+    description="Watches every submitted batch; when a submission has ended, materializes its "
+    "output, errors and results.",
+    minimum_interval_seconds=int(os.environ.get(INTERVAL_VARIABLE, "30")),
+    target=dg.AssetSelection.tag(ROLE_TAG, DOWNLOAD_ROLE),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def batch_completion_sensor(
+    context: dg.SensorEvaluationContext, openai_batch: OpenAIBatchResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Record progress of batches in flight and ask for one download run per ended submission."""
+    pipelines = {pipeline.name: pipeline for pipeline in watched_pipelines(context.repository_def)}
+    cursor = _load_cursor(context.cursor)
+    _read_new_submissions(context, list(pipelines.values()), cursor)
+    pending: dict[str, dict[str, Any]] = cursor["pending"]
+    if not pending:
+        return dg.SensorResult(skip_reason="No batches in flight.", cursor=json.dumps(cursor))
+
+    all_ids = {batch_id for entry in pending.values() for batch_id in entry["batch_ids"]}
+    batches = openai_batch.client.find_batches(all_ids)
+    run_requests: list[dg.RunRequest] = []
+    observations: list[dg.AssetObservation] = []
+    for run_key, entry in list(pending.items()):
+        pipeline = pipelines.get(entry["pipeline"])
+        if pipeline is None:
+            del pending[run_key]
+            continue
+        states = [batches[batch_id] for batch_id in entry["batch_ids"]]
+        progress = {
+            "total": sum(b.request_counts.total for b in states if b.request_counts),
+            "completed": sum(b.request_counts.completed for b in states if b.request_counts),
+            "failed": sum(b.request_counts.failed for b in states if b.request_counts),
+            "statuses": sorted({b.status for b in states}),
+        }
+        if progress != entry["progress"]:
+            entry["progress"] = progress
+            observations.append(
+                dg.AssetObservation(
+                    asset_key=pipeline.submission_key,
+                    metadata={
+                        "total": dg.MetadataValue.int(progress["total"]),
+                        "completed": dg.MetadataValue.int(progress["completed"]),
+                        "failed": dg.MetadataValue.int(progress["failed"]),
+                        "statuses": dg.MetadataValue.text(", ".join(progress["statuses"])),
+                        "batch_ids": dg.MetadataValue.json(entry["batch_ids"]),
+                    },
+                )
+            )
+        if all(batch.status in TERMINAL_STATUSES for batch in states):
+            run_requests.append(
+                dg.RunRequest(
+                    run_key=run_key,
+                    asset_selection=list(pipeline.download_keys),
+                    tags={PIPELINE_TAG: pipeline.name},
+                )
+            )
+            del pending[run_key]
+    return dg.SensorResult(
+        run_requests=run_requests,
+        asset_events=observations,
+        cursor=json.dumps(cursor),
+        skip_reason=None if run_requests or observations else "No batch changed since last tick.",
+    )

@@ -1,0 +1,104 @@
+"""Run a pipeline the way Dagster does: a real instance, real runs, real sensor ticks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from batch_assets.pipeline.resource import OpenAIBatchResource
+from batch_assets.pipeline.sensor import batch_completion_sensor
+from tests.local_api_server import LocalBatchAPI, wait_for
+
+TEST_API_KEY = "sk-test-0123456789abcdef"
+
+
+def resource_for(server: LocalBatchAPI) -> OpenAIBatchResource:
+    """The resource pointed at a local Batch API."""
+    return OpenAIBatchResource(api_key=TEST_API_KEY, base_url=server.base_url, max_retries=3)
+
+
+@dataclass
+class Harness:
+    """Definitions plus the instance they run in."""
+
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    cursor: str | None = None
+
+    def materialize(
+        self, keys: Sequence[str | dg.AssetKey], *, raise_on_error: bool = True
+    ) -> dg.ExecuteInProcessResult:
+        """Run the named assets (and their checks) in one run."""
+        job = self.defs.resolve_implicit_global_asset_job_def()
+        return job.execute_in_process(
+            instance=self.instance,
+            asset_selection=[dg.AssetKey.from_coercible(key) for key in keys],
+            raise_on_error=raise_on_error,
+        )
+
+    def tick(self) -> dg.SensorResult:
+        """One tick of batch_completion_sensor, carrying the cursor on."""
+        with dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            definitions=self.defs,
+            resources=dict(self.defs.resources or {}),
+        ) as context:
+            result = batch_completion_sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        self.cursor = result.cursor
+        for event in result.asset_events or []:
+            self.instance.report_runless_asset_event(event)
+        return result
+
+    def tick_until_run_requested(self, timeout: float = 60.0) -> dg.RunRequest:
+        """Tick until the sensor asks for a run; that run request."""
+        requests: list[dg.RunRequest] = []
+
+        def ticked() -> bool:
+            requests.extend(self.tick().run_requests or [])
+            return bool(requests)
+
+        wait_for(ticked, timeout=timeout, interval=0.1)
+        return requests[0]
+
+    def run_requested(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        """Execute what a run request asks for, as the daemon would."""
+        assert request.asset_selection is not None
+        job = self.defs.resolve_implicit_global_asset_job_def()
+        return job.execute_in_process(
+            instance=self.instance,
+            asset_selection=list(request.asset_selection),
+            tags=request.tags,
+            raise_on_error=False,
+        )
+
+    def latest_metadata(self, key: str) -> dict:
+        """The metadata of an asset's latest materialization."""
+        event = self.instance.get_latest_materialization_event(dg.AssetKey(key))
+        assert event is not None and event.asset_materialization is not None, key
+        return {name: value.value for name, value in event.asset_materialization.metadata.items()}
+
+
+def make_defs(
+    pipeline: dg.Definitions, server: LocalBatchAPI, extra_assets: Sequence = ()
+) -> dg.Definitions:
+    """A pipeline's definitions with the sensor and the resource pointed at `server`."""
+    return dg.Definitions.merge(
+        pipeline,
+        dg.Definitions(
+            assets=list(extra_assets),
+            sensors=[batch_completion_sensor],
+            resources={"openai_batch": resource_for(server)},
+        ),
+    )
+
+
+def storage(tmp_path: Path) -> Path:
+    """A storage folder for generated files inside the test's temporary folder."""
+    folder = tmp_path / "generated"
+    folder.mkdir(exist_ok=True)
+    return folder

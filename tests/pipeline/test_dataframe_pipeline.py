@@ -1,0 +1,177 @@
+"""The DataFrame pipeline from upstream rows to joined results, on a real Dagster instance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from batch_assets.core.limits import BatchLimits
+from batch_assets.core.request_template import RequestTemplate
+from batch_assets.pipeline.factory import build_batch_pipeline
+from batch_assets.pipeline.sources import DataFrameSource
+from tests.local_api_server import LocalBatchAPI
+from tests.pipeline.harness import Harness, make_defs
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]}},
+    "required": ["sentiment"],
+    "additionalProperties": False,
+}
+ROWS = 25
+
+
+@dg.asset
+def tiny_reviews() -> pl.DataFrame:
+    """Upstream rows with an integer id, quotes and unicode in the text."""
+    return pl.DataFrame(
+        {
+            "review_id": list(range(1000, 1000 + ROWS)),
+            "text": [f'Review {i}: "great" \u00e9t\u00e9 \u2603 #{i}' for i in range(ROWS)],
+        }
+    )
+
+
+def _pipeline(tmp_path: Path, **options) -> dg.Definitions:
+    return build_batch_pipeline(
+        "tiny",
+        DataFrameSource(
+            upstream="tiny_reviews",
+            template=RequestTemplate(
+                endpoint="/v1/chat/completions",
+                model="gpt-4o-mini",
+                system_prompt="Label the review.",
+                user_template="{text}",
+                response_format=SCHEMA,
+                custom_id_column="review_id",
+            ),
+        ),
+        storage_dir=tmp_path / "generated",
+        **options,
+    )
+
+
+ALL_KEYS = [
+    "tiny_reviews",
+    "tiny_requests",
+    "tiny_batch",
+    "tiny_output",
+    "tiny_errors",
+    "tiny_results",
+]
+
+
+def test_materialize_all_then_sensor_finishes_the_job(api: LocalBatchAPI, tmp_path: Path) -> None:
+    api.configure(seconds_per_request=0.05)
+    with dg.instance_for_test() as instance:
+        harness = Harness(make_defs(_pipeline(tmp_path), api, [tiny_reviews]), instance)
+
+        first = harness.materialize(ALL_KEYS)
+
+        assert first.success
+        materialized = {
+            event.asset_key.to_user_string() for event in first.get_asset_materialization_events()
+        }
+        assert materialized == {"tiny_reviews", "tiny_requests", "tiny_batch"}
+        logs = [
+            event.message
+            for event in instance.all_logs(first.run_id)
+            if event.message and "batch_completion_sensor will materialize" in event.message
+        ]
+        assert logs, "the skipped download should say the sensor will materialize it"
+        api.configure(seconds_per_request=0.0)
+
+        request = harness.tick_until_run_requested()
+        assert set(request.asset_selection) == {
+            dg.AssetKey("tiny_output"),
+            dg.AssetKey("tiny_errors"),
+            dg.AssetKey("tiny_results"),
+        }
+        second = harness.run_requested(request)
+
+        assert second.success
+        results = second.output_for_node("tiny_results")
+        assert results.height == ROWS
+        assert results["review_id"].to_list() == list(range(1000, 1000 + ROWS))
+        answers = [json.loads(answer) for answer in results["answer"].to_list()]
+        assert {answer["sentiment"] for answer in answers} <= {"positive", "negative"}
+        output = pl.read_parquet(harness.latest_metadata("tiny_output")["output_table"])
+        assert sorted(output["custom_id"].to_list()) == [str(i) for i in range(1000, 1000 + ROWS)]
+        assert output["custom_id"].n_unique() == ROWS
+        checks = {
+            evaluation.check_name: evaluation.passed
+            for evaluation in second.get_asset_check_evaluations()
+        }
+        assert checks == {"every_request_answered_once": True, "error_rate_below_threshold": True}
+        output_metadata = harness.latest_metadata("tiny_output")
+        assert output_metadata["input_tokens"] > 0
+        assert output_metadata["estimated_cost_usd"] > 0
+        assert output_metadata["backend"] == api.root_url.removeprefix("http://")
+
+
+def test_sharding_splits_into_batches_and_joins_back(api: LocalBatchAPI, tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path, limits=BatchLimits(max_requests=10))
+    with dg.instance_for_test() as instance:
+        harness = Harness(make_defs(pipeline, api, [tiny_reviews]), instance)
+        harness.materialize(["tiny_reviews", "tiny_requests", "tiny_batch"])
+
+        assert harness.latest_metadata("tiny_requests")["shard_count"] == 3
+        assert len(harness.latest_metadata("tiny_batch")["batch_ids"]) == 3
+        result = harness.run_requested(harness.tick_until_run_requested())
+
+        assert result.success
+        joined = result.output_for_node("tiny_results")
+        assert joined.height == ROWS
+        assert joined["answer"].null_count() == 0
+        assert joined["batch_id"].n_unique() == 3
+
+
+def test_progress_is_observed_with_numeric_counts(api: LocalBatchAPI, tmp_path: Path) -> None:
+    api.configure(seconds_per_request=0.1)
+    with dg.instance_for_test() as instance:
+        harness = Harness(make_defs(_pipeline(tmp_path), api, [tiny_reviews]), instance)
+        harness.materialize(["tiny_reviews", "tiny_requests", "tiny_batch"])
+        harness.tick_until_run_requested()
+
+        observations = instance.fetch_observations(dg.AssetKey("tiny_batch"), limit=100).records
+        counts = [record.asset_observation.metadata["completed"].value for record in observations]
+        assert len(counts) >= 2
+        assert all(isinstance(count, int) for count in counts)
+        assert max(counts) == ROWS
+        assert all(
+            record.asset_observation.metadata["total"].value in (0, ROWS) for record in observations
+        )
+
+
+@pytest.mark.parametrize("column", ["missing_column"])
+def test_a_template_column_that_does_not_exist_fails_before_upload(
+    api: LocalBatchAPI, tmp_path: Path, column: str
+) -> None:
+    pipeline = build_batch_pipeline(
+        "broken",
+        DataFrameSource(
+            upstream="tiny_reviews",
+            template=RequestTemplate(
+                endpoint="/v1/chat/completions",
+                model="gpt-4o-mini",
+                user_template="{" + column + "}",
+                custom_id_column="review_id",
+            ),
+        ),
+        storage_dir=tmp_path / "generated",
+    )
+    api.admin("DELETE", "stats")
+    with dg.instance_for_test() as instance:
+        harness = Harness(make_defs(pipeline, api, [tiny_reviews]), instance)
+        result = harness.materialize(
+            ["tiny_reviews", "broken_requests", "broken_batch"], raise_on_error=False
+        )
+
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert column in str(failure.step_failure_data.error)
+        assert api.admin("GET", "stats")["calls"].get("POST /v1/files", 0) == 0

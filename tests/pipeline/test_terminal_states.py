@@ -1,0 +1,128 @@
+"""How the pipeline ends for each way a batch can end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from openai import OpenAI
+
+from batch_assets.pipeline.factory import build_batch_pipeline
+from batch_assets.pipeline.sources import JsonlFileSource
+from tests.local_api_server import LocalBatchAPI, wait_for
+from tests.pipeline.harness import TEST_API_KEY, Harness, make_defs
+
+IDS = [f"r{i:03d}" for i in range(60)]
+
+
+def _harness(api: LocalBatchAPI, tmp_path: Path, instance: dg.DagsterInstance) -> Harness:
+    source = tmp_path / "requests.jsonl"
+    source.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "custom_id": custom_id,
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {
+                        "model": "gpt-4o-mini",
+                        "messages": [{"role": "user", "content": custom_id}],
+                    },
+                }
+            )
+            + "\n"
+            for custom_id in IDS
+        )
+    )
+    pipeline = build_batch_pipeline("ends", JsonlFileSource(source), storage_dir=tmp_path / "gen")
+    return Harness(make_defs(pipeline, api), instance)
+
+
+def _frames(result: dg.ExecuteInProcessResult) -> tuple[pl.DataFrame, pl.DataFrame]:
+    batch_result = result.output_for_node("ends_download", "ends_output")
+    return pl.read_parquet(batch_result.output_table), result.output_for_node(
+        "ends_download", "ends_errors"
+    )
+
+
+def _every_id_once(output: pl.DataFrame, errors: pl.DataFrame) -> None:
+    returned = output["custom_id"].to_list() + errors["custom_id"].to_list()
+    assert sorted(returned) == IDS
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_completed_with_every_request_failed(api: LocalBatchAPI, tmp_path: Path) -> None:
+    api.configure(fail_rate=1.0)
+    with dg.instance_for_test() as instance:
+        harness = _harness(api, tmp_path, instance)
+        harness.materialize(["ends_requests", "ends_batch"])
+        result = harness.run_requested(harness.tick_until_run_requested())
+
+        assert result.success
+        output, errors = _frames(result)
+        assert output.height == 0
+        assert errors.height == 60
+        assert errors["status_code"].unique().to_list() == [500]
+        assert errors["error_type"].unique().to_list() == ["server_error"]
+        _every_id_once(output, errors)
+        assert _checks(result) == {
+            "every_request_answered_once": True,
+            "error_rate_below_threshold": False,
+        }
+
+
+def test_failed_validation_fails_the_run_with_the_api_errors(
+    api: LocalBatchAPI, tmp_path: Path
+) -> None:
+    api.configure(enqueued_token_limit=1)
+    with dg.instance_for_test() as instance:
+        harness = _harness(api, tmp_path, instance)
+        harness.materialize(["ends_requests", "ends_batch"])
+        result = harness.run_requested(harness.tick_until_run_requested())
+
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
+        assert "token_limit_exceeded" in failure.error.message
+        [error] = failure.user_failure_data.metadata["validation_errors"].value
+        assert error["code"] == "token_limit_exceeded"
+        assert error["line"] is None
+
+
+def test_expired_keeps_finished_results_and_lists_the_rest(tmp_path: Path, start_local_api) -> None:
+    api = start_local_api("--seconds-per-request", "0.05", "--window-seconds", "1")
+    with dg.instance_for_test() as instance:
+        harness = _harness(api, tmp_path, instance)
+        harness.materialize(["ends_requests", "ends_batch"])
+        result = harness.run_requested(harness.tick_until_run_requested())
+
+        assert result.success
+        output, errors = _frames(result)
+        assert 0 < output.height < 60
+        assert set(errors["error_code"].to_list()) == {"batch_expired"}
+        _every_id_once(output, errors)
+        assert "expired: 1" in harness.latest_metadata("ends_output")["batch_statuses"]
+
+
+def test_cancelled_keeps_finished_results_and_lists_the_rest(
+    api: LocalBatchAPI, tmp_path: Path
+) -> None:
+    api.configure(seconds_per_request=0.05)
+    with dg.instance_for_test() as instance:
+        harness = _harness(api, tmp_path, instance)
+        harness.materialize(["ends_requests", "ends_batch"])
+        [batch_id] = harness.latest_metadata("ends_batch")["batch_ids"]
+        client = OpenAI(base_url=api.base_url, api_key=TEST_API_KEY)
+        wait_for(lambda: client.batches.retrieve(batch_id).request_counts.completed >= 5)
+        client.batches.cancel(batch_id)
+        result = harness.run_requested(harness.tick_until_run_requested())
+
+        assert result.success
+        output, errors = _frames(result)
+        assert 5 <= output.height < 60
+        assert set(errors["error_code"].to_list()) == {"batch_cancelled"}
+        _every_id_once(output, errors)

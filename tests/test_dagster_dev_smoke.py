@@ -1,0 +1,107 @@
+"""`dagster dev` headless on the local Batch API: a launched run, then the daemon's sensor."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster_graphql import DagsterGraphQLClient
+
+from batch_assets.project import PROJECT_ROOT
+from tests.local_api_server import LocalBatchAPI, wait_for
+
+LATEST_MATERIALIZATION = """
+query Latest($key: AssetKeyInput!) {
+  assetOrError(assetKey: $key) {
+    ... on Asset { assetMaterializations(limit: 1) { runId metadataEntries { label } } }
+  }
+}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def dagster_dev(tmp_path: Path) -> Iterator[tuple[DagsterGraphQLClient, LocalBatchAPI]]:
+    """`dagster dev` with a temporary DAGSTER_HOME, pointed at a fresh local Batch API."""
+    api = LocalBatchAPI(tmp_path / "api-state").start()
+    port = _free_port()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "OPENAI_API_KEY": "sk-smoke-test",
+        "OPENAI_BASE_URL": api.base_url,
+        "BATCH_ASSETS_STORAGE_DIR": str(tmp_path / "generated"),
+        "BATCH_ASSETS_SENSOR_INTERVAL_SECONDS": "1",
+    }
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent))
+    assert dagster is not None
+    log = (tmp_path / "dagster-dev.log").open("w")
+    process = subprocess.Popen(
+        [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                return True
+        except OSError:
+            return process.poll() is not None and pytest.fail(
+                (tmp_path / "dagster-dev.log").read_text()
+            )
+
+    try:
+        wait_for(ready, timeout=120, interval=0.5)
+        yield DagsterGraphQLClient("127.0.0.1", port_number=port), api
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+        api.stop()
+
+
+def test_launched_run_then_the_daemon_sensor_materializes_the_output(dagster_dev) -> None:
+    client, api = dagster_dev
+    run_id = client.submit_job_execution(
+        "__ASSET_JOB",
+        repository_location_name="batch_assets",
+        repository_name="__repository__",
+        asset_selection=["catalog_embeddings_requests", "catalog_embeddings_batch"],
+    )
+    wait_for(lambda: client.get_run_status(run_id).value == "SUCCESS", timeout=180, interval=1)
+
+    def output_materialized() -> dict | None:
+        data = client._execute(
+            LATEST_MATERIALIZATION, {"key": {"path": ["catalog_embeddings_output"]}}
+        )
+        found = data["assetOrError"]["assetMaterializations"]
+        return found[0] if found else None
+
+    latest = wait_for(output_materialized, timeout=180, interval=1)
+    assert latest["runId"] != run_id
+    labels = {entry["label"] for entry in latest["metadataEntries"]}
+    assert {"row_count", "input_tokens", "backend", "output_table"} <= labels
+    assert api.admin("GET", "stats")["calls"]["POST /v1/batches"] == 1
