@@ -13,6 +13,9 @@ from batch_assets.local_api.process import LocalBatchAPIProcess
 from batch_assets.project import PROJECT_ROOT
 
 LOCAL_API_KEY = "local-batch-api"
+# Slow enough to watch progress in the UI, fast enough to finish the examples in seconds.
+LOCAL_SECONDS_PER_REQUEST = "0.02"
+LOCAL_SENSOR_INTERVAL_SECONDS = "10"
 
 
 def backend_environment(
@@ -24,9 +27,12 @@ def backend_environment(
         target = env.get("OPENAI_BASE_URL") or "OpenAI"
         print(f"OPENAI_API_KEY is set: the pipelines will call {target}.", flush=True)
         return env, None
-    server = LocalBatchAPIProcess(state_dir).start(api_port)
+    server = LocalBatchAPIProcess(
+        state_dir, ("--seconds-per-request", LOCAL_SECONDS_PER_REQUEST)
+    ).start(api_port)
     env["OPENAI_API_KEY"] = LOCAL_API_KEY
     env["OPENAI_BASE_URL"] = server.base_url
+    env.setdefault("BATCH_ASSETS_SENSOR_INTERVAL_SECONDS", LOCAL_SENSOR_INTERVAL_SECONDS)
     print(
         f"No OPENAI_API_KEY: the pipelines use the local Batch API at {server.base_url}", flush=True
     )

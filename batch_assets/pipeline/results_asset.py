@@ -7,25 +7,17 @@ import dagster as dg
 import polars as pl
 
 from batch_assets.core.atomic import write_parquet
+from batch_assets.core.output_parsing import decode_json_answers
 from batch_assets.core.records import BatchResult
 from batch_assets.pipeline.sources import DataFrameSource
 from batch_assets.pipeline.spec import PipelineSpec
 
-ANSWER_COLUMNS = ("answer", "finish_reason", "status_code", "batch_id")
-ERROR_COLUMNS = ("error_code", "error_message")
 
-
-def join_results(
-    frame: pl.DataFrame, id_column: str, output: pl.DataFrame, errors: pl.DataFrame
-) -> pl.DataFrame:
-    """Every input row once, with its answer or its error; never joined by position."""
-    key = pl.col(id_column).cast(pl.String)
-    answers = output.select("custom_id", *[c for c in output.columns if c != "custom_id"])
-    failures = errors.select("custom_id", *ERROR_COLUMNS)
+def join_results(frame: pl.DataFrame, id_column: str, returned: pl.DataFrame) -> pl.DataFrame:
+    """Every input row once, with its answer or its error; joined by custom_id, never position."""
     return (
-        frame.with_columns(key.alias("__custom_id"))
-        .join(answers, left_on="__custom_id", right_on="custom_id", how="left", suffix="_output")
-        .join(failures, left_on="__custom_id", right_on="custom_id", how="left", suffix="_error")
+        frame.with_columns(pl.col(id_column).cast(pl.String).alias("__custom_id"))
+        .join(returned, left_on="__custom_id", right_on="custom_id", how="left", suffix="_batch")
         .drop("__custom_id")
     )
 
@@ -41,17 +33,18 @@ def build_results_asset(spec: PipelineSpec, source: DataFrameSource) -> dg.Asset
         kinds={"polars", "parquet"},
         tags=spec.tags(spec.download_role),
         description=f"The rows of {source.upstream_key.to_user_string()} joined with their "
-        f"answers and errors by '{id_column}' = custom_id.",
+        f"answers and errors by '{id_column}' = custom_id; JSON-schema answers decoded into "
+        "`answer_json`.",
     )
     def results(
         context: dg.AssetExecutionContext, frame: pl.DataFrame, result: BatchResult
     ) -> dg.Output[pl.DataFrame]:
-        joined = join_results(
-            frame,
-            id_column,
-            pl.read_parquet(result.output_table),
-            pl.read_parquet(result.errors_table),
+        returned = pl.concat(
+            [pl.read_parquet(result.output_table), pl.read_parquet(result.errors_table)]
         )
+        if source.template.response_format is not None:
+            returned = decode_json_answers(returned, schema=source.template.response_format)
+        joined = join_results(frame, id_column, returned)
         path = write_parquet(joined, result.output_table.parent / "results.parquet")
         answered = joined.filter(pl.col("answer").is_not_null()).height
         return dg.Output(

@@ -175,3 +175,70 @@ def test_a_template_column_that_does_not_exist_fails_before_upload(
         failure = next(e for e in result.all_events if e.is_step_failure)
         assert column in str(failure.step_failure_data.error)
         assert api.admin("GET", "stats")["calls"].get("POST /v1/files", 0) == 0
+
+
+EMBEDDING_ROWS = pl.DataFrame({"review_id": [1, 2, 3], "text": ["red tent", "blue tent", "stove"]})
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "response_format"),
+    [("/v1/responses", SCHEMA), ("/v1/embeddings", None), ("/v1/chat/completions", None)],
+)
+def test_each_template_endpoint_gives_typed_answers(
+    api: LocalBatchAPI, tmp_path: Path, endpoint: str, response_format: dict | None
+) -> None:
+    @dg.asset(name="rows")
+    def rows() -> pl.DataFrame:
+        return EMBEDDING_ROWS
+
+    pipeline = build_batch_pipeline(
+        "typed",
+        DataFrameSource(
+            upstream="rows",
+            template=RequestTemplate(
+                endpoint=endpoint,
+                model="text-embedding-3-small" if endpoint == "/v1/embeddings" else "gpt-4o-mini",
+                user_template="{text}",
+                response_format=response_format,
+                params={"dimensions": 16} if endpoint == "/v1/embeddings" else {},
+                custom_id_column="review_id",
+            ),
+        ),
+        storage_dir=tmp_path / "generated",
+    )
+    with dg.instance_for_test() as instance:
+        harness = Harness(make_defs(pipeline, api, [rows]), instance)
+        harness.materialize(["rows", "typed_requests", "typed_batch"])
+        joined = harness.run_requested(harness.tick_until_run_requested()).output_for_node(
+            "typed_results"
+        )
+
+    assert joined["review_id"].to_list() == [1, 2, 3]
+    assert joined["status_code"].to_list() == [200, 200, 200]
+    if endpoint == "/v1/embeddings":
+        assert joined.schema["embedding"] == pl.List(pl.Float64)
+        assert [len(vector) for vector in joined["embedding"].to_list()] == [16, 16, 16]
+    elif response_format is not None:
+        labels = joined["answer_json"].struct.field("sentiment").to_list()
+        assert set(labels) <= {"positive", "negative"} and None not in labels
+    else:
+        assert joined["answer"].null_count() == 0
+        assert "answer_json" not in joined.columns
+
+
+def test_results_carry_errors_for_failed_rows(api: LocalBatchAPI, tmp_path: Path) -> None:
+    api.configure(fail_rate=0.5)
+    with dg.instance_for_test() as instance:
+        harness = Harness(make_defs(_pipeline(tmp_path), api, [tiny_reviews]), instance)
+        harness.materialize(["tiny_reviews", "tiny_requests", "tiny_batch"])
+        joined = harness.run_requested(harness.tick_until_run_requested()).output_for_node(
+            "tiny_results"
+        )
+
+    assert joined.height == ROWS
+    failed = joined.filter(pl.col("status_code") == 500)
+    assert 0 < failed.height < ROWS
+    assert failed["answer"].null_count() == failed.height
+    assert failed["error_type"].to_list() == ["server_error"] * failed.height
+    succeeded = joined.filter(pl.col("status_code") == 200)
+    assert succeeded["answer_json"].null_count() == 0

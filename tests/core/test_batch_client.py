@@ -1,0 +1,91 @@
+"""The batch client against the local Batch API over HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import openai
+import pytest
+
+from batch_assets.core.batch_client import BackendSettings, BatchClient
+from tests.local_api_server import LocalBatchAPI, wait_for
+
+
+def _requests_file(path: Path, count: int, prefix: str = "r") -> Path:
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "custom_id": f"{prefix}{i}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {
+                        "model": "gpt-4o-mini",
+                        "messages": [{"role": "user", "content": "x"}],
+                    },
+                }
+            )
+            + "\n"
+            for i in range(count)
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def client(start_local_api) -> BatchClient:
+    server: LocalBatchAPI = start_local_api()
+    return BatchClient.connect(BackendSettings(api_key="sk-x", base_url=server.base_url))
+
+
+def test_host_is_shown_and_the_key_is_not() -> None:
+    settings = BackendSettings(api_key="sk-secret", base_url="http://127.0.0.1:9/v1")
+    assert settings.host == "127.0.0.1:9"
+    assert "sk-secret" not in repr(BatchClient(settings.build_client(), settings.host).host)
+    assert BackendSettings().host == "api.openai.com"
+
+
+def test_upload_create_find_and_download(client: BatchClient, tmp_path: Path) -> None:
+    source = _requests_file(tmp_path / "in.jsonl", 3)
+    uploaded = client.upload(source)
+    assert (uploaded.filename, uploaded.bytes) == ("in.jsonl", source.stat().st_size)
+    batch = client.create(
+        uploaded.id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata={"key": "k1"},
+    )
+    done = wait_for(lambda: (b := client.retrieve(batch.id)).status == "completed" and b)
+
+    target = tmp_path / "out" / "output.jsonl"
+    size = client.download(done.output_file_id, target)
+    assert size == target.stat().st_size
+    assert sorted(json.loads(line)["custom_id"] for line in target.read_text().splitlines()) == [
+        "r0",
+        "r1",
+        "r2",
+    ]
+    assert client.find_by_metadata("key", {"k1", "k2"}) == {"k1": done}
+
+
+def test_find_batches_reads_list_pages_and_retrieves_the_rest(
+    client: BatchClient, tmp_path: Path
+) -> None:
+    uploaded = client.upload(_requests_file(tmp_path / "in.jsonl", 1))
+    ids = [
+        client.create(
+            uploaded.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={}
+        ).id
+        for _ in range(7)
+    ]
+    found = client.find_batches(set(ids), page_size=2, max_pages=2)
+    assert set(found) == set(ids)
+    assert all(found[batch_id].id == batch_id for batch_id in ids)
+
+
+def test_a_failed_download_leaves_no_file(client: BatchClient, tmp_path: Path) -> None:
+    target = tmp_path / "downloads" / "missing.jsonl"
+    with pytest.raises(openai.NotFoundError):
+        client.download("file-doesnotexist", target)
+    assert list(target.parent.iterdir()) == []

@@ -1,0 +1,94 @@
+"""What `build_batch_pipeline` returns, and the arguments it refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from batch_assets.core.limits import BatchLimits
+from batch_assets.core.request_template import RequestTemplate
+from batch_assets.pipeline.factory import build_batch_pipeline
+from batch_assets.pipeline.resource import OpenAIBatchResource
+from batch_assets.pipeline.sources import DataFrameSource, IteratorSource, JsonlFileSource
+from batch_assets.pipeline.spec import PipelineSpec
+
+TEMPLATE = RequestTemplate(
+    endpoint="/v1/chat/completions", model="gpt-4o-mini", user_template="{text}"
+)
+
+
+def _with_resource(defs: dg.Definitions) -> dg.Definitions:
+    return dg.Definitions.merge(
+        defs, dg.Definitions(resources={"openai_batch": OpenAIBatchResource()})
+    )
+
+
+def _keys(defs: dg.Definitions) -> set[str]:
+    return {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+
+
+def test_file_source_gives_four_assets_two_checks_and_a_job() -> None:
+    defs = _with_resource(build_batch_pipeline("docs", JsonlFileSource("in.jsonl"), group_name="g"))
+    assert _keys(defs) == {"docs_requests", "docs_batch", "docs_output", "docs_errors"}
+    checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert checks == {"every_request_answered_once", "error_rate_below_threshold"}
+    assert defs.resolve_job_def("docs_submit_job") is not None
+    assert {defs.resolve_asset_graph().get(dg.AssetKey(key)).group_name for key in _keys(defs)} == {
+        "g"
+    }
+
+
+def test_dataframe_source_adds_results_and_a_stopped_schedule() -> None:
+    upstream = dg.AssetSpec("rows")
+    defs = dg.Definitions.merge(
+        _with_resource(
+            build_batch_pipeline("t", DataFrameSource("rows", TEMPLATE), schedule="0 1 * * *")
+        ),
+        dg.Definitions(assets=[upstream]),
+    )
+    assert "t_results" in _keys(defs)
+    schedule = defs.resolve_schedule_def("t_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"name": "Bad-Name"}, "snake_case"),
+        ({"endpoint": "/v1/images/generations"}, "not a Batch API endpoint"),
+        ({"metadata": {f"k{i}": "v" for i in range(14)}}, "at most 13"),
+        ({"max_error_rate": 1.5}, "max_error_rate"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_them(arguments: dict, message: str) -> None:
+    name = arguments.pop("name", "ok")
+    with pytest.raises(ValueError, match=message):
+        build_batch_pipeline(name, IteratorSource(lambda: iter(())), **arguments)
+
+
+def test_endpoint_must_match_the_template() -> None:
+    with pytest.raises(ValueError, match="differs from the template"):
+        build_batch_pipeline("t", DataFrameSource("rows", TEMPLATE), endpoint="/v1/embeddings")
+
+
+def test_storage_dir_defaults_under_data_generated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BATCH_ASSETS_STORAGE_DIR", raising=False)
+    spec = PipelineSpec(
+        name="x",
+        source=JsonlFileSource("a"),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata={},
+        group_name="x",
+        description=None,
+        limits=BatchLimits(),
+        prices={},
+        max_error_rate=0.05,
+        storage_dir=None,
+        resource_key="openai_batch",
+    )
+    assert spec.run_dir("run-1").parts[-4:] == ("data", "generated", "x", "run-1")
+    monkeypatch.setenv("BATCH_ASSETS_STORAGE_DIR", "/tmp/elsewhere")
+    assert spec.run_dir("run-1") == Path("/tmp/elsewhere/x/run-1")

@@ -1,0 +1,37 @@
+"""`make run` picks its backend from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from batch_assets.defs.resources import batch_api_resource
+from batch_assets.launcher import LOCAL_API_KEY, backend_environment
+
+
+def test_without_a_key_the_local_batch_api_is_started(tmp_path: Path) -> None:
+    env, server = backend_environment({"PATH": "/usr/bin"}, tmp_path / "state", 0)
+    try:
+        assert server is not None
+        assert env["OPENAI_BASE_URL"] == server.base_url
+        assert env["OPENAI_BASE_URL"].startswith("http://127.0.0.1:")
+        assert env["OPENAI_API_KEY"] == LOCAL_API_KEY
+        assert server.admin()["seconds_per_request"] > 0
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def test_with_a_key_nothing_is_started_and_the_environment_is_kept(tmp_path: Path) -> None:
+    environ = {"OPENAI_API_KEY": "sk-real", "OPENAI_BASE_URL": "https://example.invalid/v1"}
+    env, server = backend_environment(environ, tmp_path / "state", 0)
+    assert server is None
+    assert env == environ
+    assert not (tmp_path / "state").exists()
+
+
+def test_resource_targets_openai_a_base_url_or_azure() -> None:
+    assert batch_api_resource({}).host == "api.openai.com"
+    assert batch_api_resource({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}).host == "127.0.0.1:9"
+    azure = batch_api_resource({"AZURE_OPENAI_ENDPOINT": "https://team.openai.azure.com"})
+    assert azure.host == "team.openai.azure.com"
+    assert azure.backend().build_client().base_url.path.startswith("/openai")
