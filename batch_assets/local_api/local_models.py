@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+from batch_assets.local_api.errors import APIError
 from batch_assets.local_api.json_schema_instance import instance_for
 
 __all__ = [
@@ -144,14 +145,8 @@ _EMBEDDING_WORD_WEIGHT = 8 * 32768
 _EMBEDDING_WORD_SLOTS = 16
 
 
-class RequestRejected(Exception):
+class RequestRejected(APIError):
     """A request body the endpoint refuses (answered as HTTP 400 with the error envelope)."""
-
-    status_code: int
-    message: str
-    param: str | None
-    code: str | None
-    type: str
 
     def __init__(
         self,
@@ -163,23 +158,7 @@ class RequestRejected(Exception):
         type: str = "invalid_request_error",
     ) -> None:
         """Keep the four envelope fields and the HTTP status."""
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
-        self.status_code = status_code
-        self.type = type
-
-    def envelope(self) -> dict[str, dict[str, str | None]]:
-        """Return the OpenAI error envelope, all four keys present."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        super().__init__(status_code, message, type=type, param=param, code=code)
 
 
 def respond(endpoint: str, body: dict, *, created: int) -> dict:

@@ -10,6 +10,7 @@ import dagster as dg
 
 from batch_assets.core.costs import DEFAULT_PRICES, ModelPrice
 from batch_assets.core.limits import DEFAULT_LIMITS, BatchLimits, check_endpoint
+from batch_assets.pipeline.cancel_job import build_cancel_job
 from batch_assets.pipeline.checks import build_checks
 from batch_assets.pipeline.download_assets import build_download_assets
 from batch_assets.pipeline.request_assets import build_requests_asset
@@ -41,8 +42,9 @@ def build_batch_pipeline(
     """Assets, checks, jobs and an optional schedule that run `source` through the Batch API.
 
     The assets are `<name>_requests`, `<name>_batch`, `<name>_output`, `<name>_errors` and, for a
-    DataFrame source, `<name>_results`. `batch_completion_sensor` (in `batch_assets/defs`) watches
-    the batches and materializes the downloads when they end.
+    DataFrame source, `<name>_results`; the jobs are `<name>_submit_job` and `<name>_cancel_job`.
+    `batch_completion_sensor` (in `batch_assets/defs`) watches the batches and materializes the
+    downloads when they end.
     """
     if not _NAME.match(name):
         raise ValueError(
@@ -103,6 +105,6 @@ def build_batch_pipeline(
     return dg.Definitions(
         assets=assets,
         asset_checks=build_checks(spec),
-        jobs=[submit_job],
+        jobs=[submit_job, build_cancel_job(spec)],
         schedules=schedules,
     )

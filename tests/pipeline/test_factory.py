@@ -35,6 +35,7 @@ def test_file_source_gives_four_assets_two_checks_and_a_job() -> None:
     checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert checks == {"every_request_answered_once", "error_rate_below_threshold"}
     assert defs.resolve_job_def("docs_submit_job") is not None
+    assert defs.resolve_job_def("docs_cancel_job") is not None
     assert {defs.resolve_asset_graph().get(dg.AssetKey(key)).group_name for key in _keys(defs)} == {
         "g"
     }

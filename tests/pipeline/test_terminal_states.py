@@ -126,3 +126,29 @@ def test_cancelled_keeps_finished_results_and_lists_the_rest(
         assert 5 <= output.height < 60
         assert set(errors["error_code"].to_list()) == {"batch_cancelled"}
         _every_id_once(output, errors)
+
+
+def test_cancel_job_cancels_running_batches_and_the_sensor_keeps_what_finished(
+    api: LocalBatchAPI, tmp_path: Path
+) -> None:
+    api.configure(seconds_per_request=0.05)
+    with dg.instance_for_test() as instance:
+        harness = _harness(api, tmp_path, instance)
+        harness.materialize(["ends_requests", "ends_batch"])
+        [batch_id] = harness.latest_metadata("ends_batch")["batch_ids"]
+        client = OpenAI(base_url=api.base_url, api_key=TEST_API_KEY)
+        wait_for(lambda: client.batches.retrieve(batch_id).request_counts.completed >= 5)
+
+        cancel = harness.defs.resolve_job_def("ends_cancel_job").execute_in_process(
+            instance=instance
+        )
+
+        assert cancel.success
+        assert client.batches.retrieve(batch_id).status in {"cancelling", "cancelled"}
+        observation = instance.fetch_observations(dg.AssetKey("ends_batch"), limit=1).records[0]
+        assert observation.asset_observation.metadata["cancel_requested"].value == [batch_id]
+        result = harness.run_requested(harness.tick_until_run_requested())
+        output, errors = _frames(result)
+        assert 5 <= output.height < 60
+        assert set(errors["error_code"].to_list()) == {"batch_cancelled"}
+        _every_id_once(output, errors)

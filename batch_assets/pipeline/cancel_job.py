@@ -1,0 +1,65 @@
+"""`<name>_cancel_job`: cancel the still-running batches of a pipeline's latest submission."""
+
+import dagster as dg
+
+from batch_assets.core.batch_client import TERMINAL_STATUSES
+from batch_assets.pipeline.resource import OpenAIBatchResource
+from batch_assets.pipeline.spec import PipelineSpec
+
+CANCELLABLE = frozenset({"validating", "in_progress"})
+
+
+def latest_batch_ids(instance: dg.DagsterInstance, batch_key: dg.AssetKey) -> list[str]:
+    """The batch ids of the latest materialization of a `<name>_batch` asset."""
+    event = instance.get_latest_materialization_event(batch_key)
+    if event is None or event.asset_materialization is None:
+        return []
+    value = event.asset_materialization.metadata.get("batch_ids")
+    return list(value.value) if value is not None else []  # type: ignore[arg-type]
+
+
+def build_cancel_job(spec: PipelineSpec) -> dg.JobDefinition:
+    """A job that cancels what is still running; the sensor then downloads what finished."""
+
+    @dg.op(
+        name=f"{spec.name}_cancel_batches",
+        required_resource_keys={spec.resource_key},
+        description=f"Cancel the running batches of {spec.batch_key.to_user_string()}.",
+    )
+    def cancel_batches(context: dg.OpExecutionContext) -> None:
+        resource: OpenAIBatchResource = getattr(context.resources, spec.resource_key)
+        client = resource.client
+        batch_ids = latest_batch_ids(context.instance, spec.batch_key)
+        if not batch_ids:
+            context.log.info(f"{spec.batch_key.to_user_string()} has no submission to cancel.")
+            return
+        cancelled, finished = [], []
+        for batch_id, batch in client.find_batches(set(batch_ids)).items():
+            if batch.status in CANCELLABLE:
+                client.cancel(batch_id)
+                cancelled.append(batch_id)
+            elif batch.status in TERMINAL_STATUSES:
+                finished.append(batch_id)
+        context.log.info(
+            f"Cancelling {len(cancelled)} batch(es) {sorted(cancelled)}; {len(finished)} had "
+            "already ended. batch_completion_sensor keeps what they finished."
+        )
+        context.instance.report_runless_asset_event(
+            dg.AssetObservation(
+                asset_key=spec.batch_key,
+                metadata={
+                    "cancel_requested": dg.MetadataValue.json(sorted(cancelled)),
+                    "cancel_requested_by_run": dg.MetadataValue.text(context.run.run_id),
+                },
+            )
+        )
+
+    @dg.job(
+        name=f"{spec.name}_cancel_job",
+        description=f"Cancel {spec.name}'s batches still running; finished results are kept.",
+        tags=spec.tags(),
+    )
+    def cancel_job() -> None:
+        cancel_batches()
+
+    return cancel_job
