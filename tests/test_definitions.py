@@ -20,6 +20,7 @@ EXAMPLES = {
         "review_sentiment_results",
     ],
     "support_tickets": [
+        "support_ticket_summaries_source_file",
         "support_ticket_summaries_requests",
         "support_ticket_summaries_batch",
         "support_ticket_summaries_output",
@@ -57,6 +58,7 @@ def test_lineage_runs_from_upstream_data_to_results() -> None:
     assert parents("review_sentiment_output") == {"review_sentiment_batch"}
     assert parents("review_sentiment_errors") == {"review_sentiment_batch"}
     assert parents("review_sentiment_results") == {"product_reviews", "review_sentiment_output"}
+    assert parents("support_ticket_summaries_requests") == {"support_ticket_summaries_source_file"}
 
 
 def test_sensor_runs_and_schedule_is_stopped_by_default() -> None:

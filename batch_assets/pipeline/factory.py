@@ -13,9 +13,9 @@ from batch_assets.core.limits import DEFAULT_LIMITS, BatchLimits, check_endpoint
 from batch_assets.pipeline.cancel_job import build_cancel_job
 from batch_assets.pipeline.checks import build_checks
 from batch_assets.pipeline.download_assets import build_download_assets
-from batch_assets.pipeline.request_assets import build_requests_asset
+from batch_assets.pipeline.request_assets import build_requests_asset, source_file_spec
 from batch_assets.pipeline.results_asset import build_results_asset
-from batch_assets.pipeline.sources import BatchSource, DataFrameSource
+from batch_assets.pipeline.sources import BatchSource, DataFrameSource, JsonlFileSource
 from batch_assets.pipeline.spec import PipelineSpec
 from batch_assets.pipeline.submit_asset import build_submit_asset
 
@@ -79,13 +79,15 @@ def build_batch_pipeline(
         storage_dir=Path(storage_dir) if storage_dir is not None else None,
         resource_key=resource_key,
     )
-    assets: list[dg.AssetsDefinition] = [
+    assets: list[dg.AssetsDefinition | dg.AssetSpec] = [
         build_requests_asset(spec),
         build_submit_asset(spec),
         build_download_assets(spec),
     ]
     if isinstance(source, DataFrameSource):
         assets.append(build_results_asset(spec, source))
+    if isinstance(source, JsonlFileSource):
+        assets.append(source_file_spec(spec, source))
     submit_job = dg.define_asset_job(
         name=f"{name}_submit_job",
         selection=dg.AssetSelection.assets(spec.requests_key, spec.batch_key),

@@ -120,6 +120,18 @@ def _build_shards(
     return dg.Output(shards, metadata=requests_metadata(shards))
 
 
+def source_file_spec(spec: PipelineSpec, source: JsonlFileSource) -> dg.AssetSpec:
+    """The request file as an external asset, so lineage starts at the data."""
+    return dg.AssetSpec(
+        spec.source_file_key,
+        group_name=spec.group_name,
+        kinds={"jsonl"},
+        description=f"Ready batch requests in {source.path}, maintained outside Dagster.",
+        metadata={"path": dg.MetadataValue.path(str(source.path))},
+        tags=spec.tags(),
+    )
+
+
 def build_requests_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
     """The asset that turns the pipeline's source into shards ready to upload."""
     source = spec.source
@@ -146,7 +158,9 @@ def build_requests_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
 
         return requests_from_frame
 
-    @dg.asset(**decorator)
+    deps = [spec.source_file_key] if isinstance(source, JsonlFileSource) else []
+
+    @dg.asset(deps=deps, **decorator)
     def requests_asset(context: dg.AssetExecutionContext) -> dg.Output[list[Shard]]:
         return _build_shards(spec, context, None)
 

@@ -41,6 +41,11 @@ class PipelineSpec:
         return dg.AssetKey(f"{self.name}_requests")
 
     @property
+    def source_file_key(self) -> dg.AssetKey:
+        """`<name>_source_file`: the JSONL file a file pipeline reads."""
+        return dg.AssetKey(f"{self.name}_source_file")
+
+    @property
     def batch_key(self) -> dg.AssetKey:
         """`<name>_batch`."""
         return dg.AssetKey(f"{self.name}_batch")

@@ -29,9 +29,15 @@ def _keys(defs: dg.Definitions) -> set[str]:
     return {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
 
 
-def test_file_source_gives_four_assets_two_checks_and_a_job() -> None:
+def test_file_source_gives_five_assets_two_checks_and_two_jobs() -> None:
     defs = _with_resource(build_batch_pipeline("docs", JsonlFileSource("in.jsonl"), group_name="g"))
-    assert _keys(defs) == {"docs_requests", "docs_batch", "docs_output", "docs_errors"}
+    assert _keys(defs) == {
+        "docs_source_file",
+        "docs_requests",
+        "docs_batch",
+        "docs_output",
+        "docs_errors",
+    }
     checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert checks == {"every_request_answered_once", "error_rate_below_threshold"}
     assert defs.resolve_job_def("docs_submit_job") is not None
