@@ -67,19 +67,40 @@ def _validation_failure(failed: Sequence[Batch]) -> dg.Failure:
     )
 
 
-def _usage(batches: Sequence[Batch], spec: PipelineSpec) -> dict[str, Any]:
-    input_tokens = sum(b.usage.input_tokens for b in batches if b.usage)
-    output_tokens = sum(b.usage.output_tokens for b in batches if b.usage)
-    costs = [
-        estimate_cost_usd(b.model or "", b.usage.input_tokens, b.usage.output_tokens, spec.prices)
-        for b in batches
-        if b.usage
-    ]
+def token_usage(batches: Sequence[Batch], output: pl.DataFrame) -> list[tuple[str, int, int]]:
+    """(model, input tokens, output tokens) per batch: from `Batch.usage`, else the output lines."""
+    usage = []
+    for batch in batches:
+        if batch.usage is not None:
+            usage.append((batch.model or "", batch.usage.input_tokens, batch.usage.output_tokens))
+            continue
+        lines = output.filter(pl.col("batch_id") == batch.id)
+        usage.append(
+            (
+                batch.model or (lines["model"].drop_nulls().first() or ""),
+                int(lines["input_tokens"].sum()),
+                int(lines["output_tokens"].sum()),
+            )
+        )
+    return usage
+
+
+def usage_metadata(
+    batches: Sequence[Batch], output: pl.DataFrame, spec: PipelineSpec
+) -> dict[str, Any]:
+    """Token totals and the estimated cost at batch prices."""
+    usage = token_usage(batches, output)
+    input_tokens = sum(entry[1] for entry in usage)
+    output_tokens = sum(entry[2] for entry in usage)
+    costs = [estimate_cost_usd(model, i, o, spec.prices) for model, i, o in usage]
     known = [cost for cost in costs if cost is not None]
     metadata: dict[str, Any] = {
         "input_tokens": dg.MetadataValue.int(input_tokens),
         "output_tokens": dg.MetadataValue.int(output_tokens),
         "total_tokens": dg.MetadataValue.int(input_tokens + output_tokens),
+        "usage_source": dg.MetadataValue.text(
+            "batch usage" if all(b.usage is not None for b in batches) else "output lines"
+        ),
     }
     if known:
         metadata["estimated_cost_usd"] = dg.MetadataValue.float(round(sum(known), 6))
@@ -206,7 +227,7 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
                 metadata={
                     **common_metadata,
                     "row_count": dg.MetadataValue.int(output.height),
-                    **_usage(batches, spec),
+                    **usage_metadata(batches, output, spec),
                     "output_table": dg.MetadataValue.path(str(result.output_table)),
                     "preview": dg.MetadataValue.md(
                         _preview(output, ["custom_id", "answer", "finish_reason"])

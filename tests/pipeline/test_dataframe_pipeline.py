@@ -108,7 +108,9 @@ def test_materialize_all_then_sensor_finishes_the_job(api: LocalBatchAPI, tmp_pa
         }
         assert checks == {"every_request_answered_once": True, "error_rate_below_threshold": True}
         output_metadata = harness.latest_metadata("tiny_output")
-        assert output_metadata["input_tokens"] > 0
+        assert output_metadata["input_tokens"] == output["input_tokens"].sum() > 0
+        assert output_metadata["output_tokens"] == output["output_tokens"].sum() > 0
+        assert output_metadata["usage_source"] == "batch usage"
         assert output_metadata["estimated_cost_usd"] > 0
         assert output_metadata["backend"] == api.root_url.removeprefix("http://")
 
