@@ -21,6 +21,8 @@ from batch_assets.local_api.validation import batch_error, validate_input_file
 log = logging.getLogger(__name__)
 
 LINES_PER_STEP = 1000
+ACTIVE_WAIT_SECONDS = 0.02
+IDLE_WAIT_SECONDS = 1.0
 DEFAULT_OUTPUT_EXPIRY_SECONDS = 30 * 86400
 UNFINISHED_MESSAGES = {
     "batch_expired": "This request could not be executed before the completion window expired.",
@@ -60,6 +62,8 @@ class BatchEngine:
         self._thread: threading.Thread | None = None
         self._resumed: set[str] = set()
         self._pace: dict[str, tuple[float, float, int]] = {}
+        # When a waiting batch next needs a look (monotonic), valid only under the same settings.
+        self._due: dict[str, tuple[float, Simulation]] = {}
         self._next_reap = 0.0
 
     def start(self) -> None:
@@ -100,24 +104,29 @@ class BatchEngine:
                     f"Cannot cancel a batch with status '{obj['status']}'.",
                     param="batch_id",
                 )
+        self._due.pop(batch_id, None)
         self.wake()
         return obj
 
     def _run(self) -> None:
         while not self._stopping.is_set():
             busy = False
-            active = False
+            timeout = IDLE_WAIT_SECONDS
             try:
                 for batch_id in self.store.active_batch_ids():
-                    active = True
                     if self._stopping.is_set():
                         break
-                    busy = self._advance(batch_id) or busy
+                    due = self._due.get(batch_id)
+                    if due is None or due[1] is not self.settings or due[0] <= time.monotonic():
+                        busy = self._advance(batch_id) or busy
+                        due = self._due.get(batch_id)
+                    wait = ACTIVE_WAIT_SECONDS if due is None else due[0] - time.monotonic()
+                    timeout = min(timeout, max(wait, 0.0))
                 self._reap_expired_files()
             except Exception:
                 log.exception("the batch engine failed a step; it will try again")
             if not busy:
-                self._wake.wait(0.02 if active else 1.0)
+                self._wake.wait(timeout)
                 self._wake.clear()
 
     def _advance(self, batch_id: str) -> bool:
@@ -127,23 +136,32 @@ class BatchEngine:
             if loaded is None:
                 return False
             obj, progress = loaded
-            now = self.settings.now()
-            status = obj["status"]
+            self._due.pop(batch_id, None)
+            settings = self.settings
+            now = settings.now()
+            status, line = obj["status"], progress["line"]
             busy = False
             if status == "validating":
                 self._validate(obj, progress, now)
                 busy = True
             elif status == "in_progress":
                 busy = self._run_requests(obj, progress, now)
+                if not busy and obj["status"] == "in_progress":
+                    self._due[batch_id] = (self._next_look(batch_id, progress, now), settings)
             elif status == "finalizing":
-                if now >= progress["finalizing_since"] + self.settings.finalizing_seconds:
+                ready_at = progress["finalizing_since"] + settings.finalizing_seconds
+                if now >= ready_at:
                     self._finish(obj, progress, "completed", now)
+                else:
+                    self._due[batch_id] = (time.monotonic() + ready_at - now, settings)
             elif status == "cancelling":
                 self._write_unfinished(obj, progress, "batch_cancelled")
                 self._finish(obj, progress, "cancelled", now)
             else:
                 return False
-            self.store.save_batch(obj, progress)
+            # A paced batch waiting for its next request changes nothing: skip the write.
+            if obj["status"] != status or progress["line"] != line:
+                self.store.save_batch(obj, progress)
             return busy
 
     def _validate(self, obj: dict[str, Any], progress: dict[str, Any], now: float) -> None:
@@ -212,6 +230,15 @@ class BatchEngine:
             started, paced_seconds, base = time.monotonic(), seconds, progress["line"]
             self._pace[batch_id] = (started, paced_seconds, base)
         return min(progress["total"], base + int((time.monotonic() - started) / seconds))
+
+    def _next_look(self, batch_id: str, progress: dict[str, Any], now: float) -> float:
+        """When a paced batch may answer its next request or reaches its deadline (monotonic)."""
+        due = time.monotonic() + progress["deadline"] - now
+        pace = self._pace.get(batch_id)
+        if pace is not None and pace[1] > 0:
+            started, seconds, base = pace
+            due = min(due, started + (progress["line"] + 1 - base) * seconds)
+        return due
 
     def _run_requests(self, obj: dict[str, Any], progress: dict[str, Any], now: float) -> bool:
         if now >= progress["deadline"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,9 @@ ROLE_TAG = "batch_assets/role"
 PIPELINE_TAG = "batch_assets/pipeline"
 SUBMISSION_ROLE = "submission"
 DOWNLOAD_ROLE = "download"
-NEW_SUBMISSIONS_PER_TICK = 100
+SUBMISSIONS_PER_READ = 100
+RUN_KEYS_PER_QUERY = 500
+RUN_KEY_TAG = "dagster/run_key"
 INTERVAL_VARIABLE = "BATCH_ASSETS_SENSOR_INTERVAL_SECONDS"
 
 
@@ -63,20 +66,44 @@ def _load_cursor(raw: str | None) -> dict[str, Any]:
     return cursor
 
 
+def _submission_records(
+    instance: dg.DagsterInstance, key: dg.AssetKey, after: int
+) -> Iterator[dg.EventLogRecord]:
+    """Every materialization of `key` stored after `after`, oldest first, read in pages."""
+    while True:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, after_storage_id=after or None),
+            limit=SUBMISSIONS_PER_READ,
+            ascending=True,
+        ).records
+        yield from records
+        if len(records) < SUBMISSIONS_PER_READ:
+            return
+        after = records[-1].storage_id
+
+
+def _requested_run_keys(instance: dg.DagsterInstance, run_keys: list[str]) -> set[str]:
+    """Those of `run_keys` that some run already carries, as the daemon tags them."""
+    found: set[str] = set()
+    for start in range(0, len(run_keys), RUN_KEYS_PER_QUERY):
+        chunk = run_keys[start : start + RUN_KEYS_PER_QUERY]
+        for run in instance.get_runs(dg.RunsFilter(tags={RUN_KEY_TAG: chunk})):
+            found.add(run.tags[RUN_KEY_TAG])
+    return found
+
+
 def _read_new_submissions(
     context: dg.SensorEvaluationContext, pipelines: list[WatchedPipeline], cursor: dict[str, Any]
 ) -> None:
-    """Add submissions materialized since the cursor to `cursor['pending']`."""
+    """Add submissions materialized since the cursor, and not yet downloaded, to the pending."""
     newest = cursor["after"]
+    found: dict[str, dict[str, Any]] = {}
     for pipeline in pipelines:
-        records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(
-                asset_key=pipeline.submission_key, after_storage_id=cursor["after"] or None
-            ),
-            limit=NEW_SUBMISSIONS_PER_TICK,
-            ascending=True,
-        ).records
-        for record in records:
+        # Read to the end: a cap per pipeline would let another pipeline's newer records move
+        # the shared cursor past the ones left unread.
+        for record in _submission_records(
+            context.instance, pipeline.submission_key, cursor["after"]
+        ):
             newest = max(newest, record.storage_id)
             materialization = record.asset_materialization
             if materialization is None or "batch_ids" not in materialization.metadata:
@@ -84,11 +111,16 @@ def _read_new_submissions(
             batch_ids = list(materialization.metadata["batch_ids"].value)  # type: ignore[arg-type]
             if not batch_ids:
                 continue
-            cursor["pending"][submission_run_key(batch_ids)] = {
+            found[submission_run_key(batch_ids)] = {
                 "pipeline": pipeline.name,
                 "batch_ids": batch_ids,
                 "progress": None,
             }
+    # After a lost cursor, submissions whose download run already exists are history, not work:
+    # skipping them keeps the tick from looking up every batch ever submitted.
+    for run_key in _requested_run_keys(context.instance, list(found)):
+        del found[run_key]
+    cursor["pending"].update(found)
     cursor["after"] = newest
 
 
