@@ -17,7 +17,14 @@ from batch_assets.core.batch_client import TERMINAL_STATUSES, BatchClient
 from batch_assets.core.costs import estimate_cost_usd
 from batch_assets.core.output_parsing import RESULT_SCHEMA, empty_results, parse_batch_file
 from batch_assets.core.records import BatchResult, Submission
+from batch_assets.core.retry_policy import merge_attempts, retryable
 from batch_assets.pipeline.resource import OpenAIBatchResource
+from batch_assets.pipeline.retries import (
+    cancel_requested_ids,
+    follow_up_materialization,
+    recorded_attempts,
+    submit_follow_up,
+)
 from batch_assets.pipeline.spec import PipelineSpec
 
 NOT_RETURNED_CODE = "not_returned"
@@ -194,23 +201,70 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
     def download(context: dg.AssetExecutionContext, submission: Submission) -> Iterator[dg.Output]:
         resource: OpenAIBatchResource = getattr(context.resources, spec.resource_key)
         client = resource.client
-        found = client.find_batches(set(submission.batch_ids))
-        batches = [found[batch_id] for batch_id in submission.batch_ids]
-        running = [batch for batch in batches if batch.status not in TERMINAL_STATUSES]
+        attempts = recorded_attempts(context.instance, spec, submission)
+        latest = attempts[-1]
+        found = client.find_batches(
+            {batch_id for attempt in attempts for batch_id in attempt.submission.batch_ids}
+        )
+        latest_batches = [found[batch_id] for batch_id in latest.submission.batch_ids]
+        running = [batch for batch in latest_batches if batch.status not in TERMINAL_STATUSES]
         if running:
             counts = Counter(batch.status for batch in running)
             context.log.info(
-                f"{len(running)} of {len(batches)} batch(es) still running "
-                f"({', '.join(f'{s}: {n}' for s, n in sorted(counts.items()))}); skipping "
-                f"{output_name} and {errors_name}. batch_completion_sensor will materialize them "
-                "when the batches end."
+                f"{len(running)} of {len(latest_batches)} batch(es) of attempt {latest.number} "
+                f"still running ({', '.join(f'{s}: {n}' for s, n in sorted(counts.items()))}); "
+                f"skipping {output_name} and {errors_name}. batch_completion_sensor will "
+                "materialize them when the batches end."
             )
             return
-        failed = [batch for batch in batches if batch.status == "failed"]
+        failed = [batch for batch in latest_batches if batch.status == "failed"]
         if failed:
             raise _validation_failure(failed)
-        folder = spec.run_dir(context.run.run_id) / "results"
-        result, output, errors = collect_results(client, submission, batches, folder)
+        run_dir = spec.run_dir(context.run.run_id)
+        folder = run_dir / "results"
+        batches, returned, output_files, error_files = [], [], [], []
+        for attempt in attempts:
+            attempt_batches = [found[batch_id] for batch_id in attempt.submission.batch_ids]
+            partial, attempt_output, attempt_errors = collect_results(
+                client, attempt.submission, attempt_batches, folder / f"attempt-{attempt.number}"
+            )
+            batches += attempt_batches
+            output_files += partial.output_files
+            error_files += partial.error_files
+            returned.append(pl.concat([attempt_output, attempt_errors]))
+        merged = merge_attempts(returned)
+        answered = (merged["status_code"] == 200).fill_null(False)
+        errors = merged.filter(~answered)
+        cancelled_on_request = bool(
+            cancel_requested_ids(context.instance, spec) & set(latest.submission.batch_ids)
+        )
+        retry_ids = set(
+            errors.filter(retryable(errors, cancel_requested=cancelled_on_request))["custom_id"]
+        )
+        if retry_ids and latest.number < spec.max_attempts:
+            follow_up = submit_follow_up(
+                client, spec, submission, retry_ids, latest.number + 1, run_dir / "retry"
+            )
+            context.log_event(
+                follow_up_materialization(
+                    spec, submission, follow_up, latest.number + 1, resource.host
+                )
+            )
+            context.log.info(
+                f"Resubmitted {len(retry_ids)} request(s) that failed for a retryable reason as "
+                f"attempt {latest.number + 1} (batches {follow_up.batch_ids}); "
+                f"batch_completion_sensor will materialize {output_name} and {errors_name} "
+                "when they end."
+            )
+            return
+        output = merged.filter(answered)
+        result = BatchResult(
+            output_files=tuple(output_files),
+            error_files=tuple(error_files),
+            output_table=write_parquet(output, folder / "output.parquet"),
+            errors_table=write_parquet(errors, folder / "errors.parquet"),
+            batch_ids=tuple(batch.id for batch in batches),
+        )
         statuses = Counter(batch.status for batch in batches)
         common_metadata = {
             "backend": dg.MetadataValue.text(resource.host),
@@ -227,6 +281,7 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
                 metadata={
                     **common_metadata,
                     "row_count": dg.MetadataValue.int(output.height),
+                    "attempts": dg.MetadataValue.int(latest.number),
                     **usage_metadata(batches, output, spec),
                     "output_table": dg.MetadataValue.path(str(result.output_table)),
                     "preview": dg.MetadataValue.md(

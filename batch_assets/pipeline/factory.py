@@ -19,7 +19,7 @@ from batch_assets.pipeline.sources import BatchSource, DataFrameSource, JsonlFil
 from batch_assets.pipeline.spec import PipelineSpec
 from batch_assets.pipeline.submit_asset import build_submit_asset
 
-RESERVED_METADATA_KEYS = 3
+RESERVED_METADATA_KEYS = 5
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -35,6 +35,7 @@ def build_batch_pipeline(
     limits: BatchLimits = DEFAULT_LIMITS,
     prices: Mapping[str, ModelPrice] = DEFAULT_PRICES,
     max_error_rate: float = 0.05,
+    max_attempts: int = 3,
     schedule: str | None = None,
     storage_dir: Path | str | None = None,
     resource_key: str = "openai_batch",
@@ -63,6 +64,8 @@ def build_batch_pipeline(
             f"metadata has {len(user_metadata)} keys; the Batch API allows 16 and the pipeline "
             f"uses {RESERVED_METADATA_KEYS}, so at most {16 - RESERVED_METADATA_KEYS}"
         )
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
     if not 0 <= max_error_rate <= 1:
         raise ValueError(f"max_error_rate must be between 0 and 1, got {max_error_rate}")
     spec = PipelineSpec(
@@ -76,6 +79,7 @@ def build_batch_pipeline(
         limits=limits,
         prices=dict(prices),
         max_error_rate=max_error_rate,
+        max_attempts=max_attempts,
         storage_dir=Path(storage_dir) if storage_dir is not None else None,
         resource_key=resource_key,
     )

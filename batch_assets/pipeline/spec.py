@@ -32,6 +32,7 @@ class PipelineSpec:
     limits: BatchLimits
     prices: dict[str, ModelPrice]
     max_error_rate: float
+    max_attempts: int
     storage_dir: Path | None
     resource_key: str
 

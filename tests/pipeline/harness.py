@@ -76,6 +76,18 @@ class Harness:
             raise_on_error=False,
         )
 
+    def run_until_downloaded(self, output_key: str, attempts: int = 5) -> dg.ExecuteInProcessResult:
+        """Tick and run what the sensor asks for until a run materializes `output_key`."""
+        for _ in range(attempts):
+            result = self.run_requested(self.tick_until_run_requested())
+            materialized = {
+                event.asset_key.to_user_string()
+                for event in result.get_asset_materialization_events()
+            }
+            if output_key in materialized or not result.success:
+                return result
+        raise AssertionError(f"{output_key} was not materialized within {attempts} runs")
+
     def latest_metadata(self, key: str) -> dict:
         """The metadata of an asset's latest materialization."""
         event = self.instance.get_latest_materialization_event(dg.AssetKey(key))

@@ -233,12 +233,11 @@ def test_results_carry_errors_for_failed_rows(api: LocalBatchAPI, tmp_path: Path
     with dg.instance_for_test() as instance:
         harness = Harness(make_defs(_pipeline(tmp_path), api, [tiny_reviews]), instance)
         harness.materialize(["tiny_reviews", "tiny_requests", "tiny_batch"])
-        joined = harness.run_requested(harness.tick_until_run_requested()).output_for_node(
-            "tiny_results"
-        )
+        joined = harness.run_until_downloaded("tiny_output").output_for_node("tiny_results")
 
     assert joined.height == ROWS
     failed = joined.filter(pl.col("status_code") == 500)
+    assert failed["attempts"].to_list() == [3] * failed.height
     assert 0 < failed.height < ROWS
     assert failed["answer"].null_count() == failed.height
     assert failed["error_type"].to_list() == ["server_error"] * failed.height

@@ -65,7 +65,8 @@ def test_dataframe_source_adds_results_and_a_stopped_schedule() -> None:
     [
         ({"name": "Bad-Name"}, "snake_case"),
         ({"endpoint": "/v1/images/generations"}, "not a Batch API endpoint"),
-        ({"metadata": {f"k{i}": "v" for i in range(14)}}, "at most 13"),
+        ({"metadata": {f"k{i}": "v" for i in range(12)}}, "at most 11"),
+        ({"max_attempts": 0}, "max_attempts"),
         ({"max_error_rate": 1.5}, "max_error_rate"),
     ],
 )
@@ -93,6 +94,7 @@ def test_storage_dir_defaults_under_data_generated(monkeypatch: pytest.MonkeyPat
         limits=BatchLimits(),
         prices={},
         max_error_rate=0.05,
+        max_attempts=3,
         storage_dir=None,
         resource_key="openai_batch",
     )

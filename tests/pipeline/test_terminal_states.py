@@ -17,7 +17,9 @@ from tests.pipeline.harness import TEST_API_KEY, Harness, make_defs
 IDS = [f"r{i:03d}" for i in range(60)]
 
 
-def _harness(api: LocalBatchAPI, tmp_path: Path, instance: dg.DagsterInstance) -> Harness:
+def _harness(
+    api: LocalBatchAPI, tmp_path: Path, instance: dg.DagsterInstance, max_attempts: int = 1
+) -> Harness:
     source = tmp_path / "requests.jsonl"
     source.write_text(
         "".join(
@@ -36,7 +38,9 @@ def _harness(api: LocalBatchAPI, tmp_path: Path, instance: dg.DagsterInstance) -
             for custom_id in IDS
         )
     )
-    pipeline = build_batch_pipeline("ends", JsonlFileSource(source), storage_dir=tmp_path / "gen")
+    pipeline = build_batch_pipeline(
+        "ends", JsonlFileSource(source), storage_dir=tmp_path / "gen", max_attempts=max_attempts
+    )
     return Harness(make_defs(pipeline, api), instance)
 
 

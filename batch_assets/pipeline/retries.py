@@ -1,0 +1,148 @@
+"""Follow-up batches for requests that failed for reasons worth another try."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from batch_assets.core.batch_client import BatchClient
+from batch_assets.core.records import Submission, SubmittedBatch
+from batch_assets.core.retry_policy import request_lines
+from batch_assets.core.sharding import shard_request_lines
+from batch_assets.pipeline.sensor import submission_run_key
+from batch_assets.pipeline.spec import PipelineSpec
+
+RETRY_OF_KEY = "batch_assets_retry_of"
+ATTEMPT_KEY = "batch_assets_attempt"
+SHARD_KEY = "batch_assets_shard_key"
+PIPELINE_KEY = "batch_assets_pipeline"
+RECORDS_SCANNED = 1000
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One round of batches for a submission: the first, or a follow-up."""
+
+    number: int
+    submission: Submission
+
+
+def submission_key(submission: Submission) -> str:
+    """The key that ties follow-ups to the first submission."""
+    return submission_run_key(submission.batch_ids)
+
+
+def recorded_attempts(
+    instance: dg.DagsterInstance, spec: PipelineSpec, first: Submission
+) -> list[Attempt]:
+    """The first submission and every follow-up recorded for it, in order."""
+    root = submission_key(first)
+    follow_ups: dict[int, Submission] = {}
+    records = instance.fetch_materializations(spec.batch_key, limit=RECORDS_SCANNED).records
+    for record in records:
+        materialization = record.asset_materialization
+        if materialization is None:
+            continue
+        metadata = {name: value.value for name, value in materialization.metadata.items()}
+        if metadata.get("retry_of") != root:
+            continue
+        batches = tuple(
+            SubmittedBatch(batch_id, file_id, key, Path(path), count, model)
+            for batch_id, file_id, key, path, count, model in metadata["retry_batches"]  # type: ignore[union-attr]
+        )
+        follow_ups[int(metadata["attempt"])] = Submission(  # type: ignore[arg-type]
+            first.pipeline, first.endpoint, first.host, batches
+        )
+    return [Attempt(1, first)] + [
+        Attempt(number, follow_ups[number]) for number in sorted(follow_ups)
+    ]
+
+
+def submit_follow_up(
+    client: BatchClient,
+    spec: PipelineSpec,
+    first: Submission,
+    retry_ids: set[str],
+    attempt: int,
+    folder: Path,
+) -> Submission:
+    """Shard the original lines of `retry_ids` and submit them, reusing batches already made."""
+    lines = request_lines([batch.shard_path for batch in first.batches], retry_ids)
+    shards = shard_request_lines(lines, folder, endpoint=spec.endpoint, limits=spec.limits)
+    root = submission_key(first)
+    keys = [
+        hashlib.sha256(
+            f"{spec.name}\n{spec.endpoint}\n{shard.sha256}\n{attempt}".encode()
+        ).hexdigest()[:32]
+        for shard in shards
+    ]
+    existing = client.find_by_metadata(SHARD_KEY, set(keys))
+    submitted = []
+    for shard, key in zip(shards, keys, strict=True):
+        batch = existing.get(key)
+        if batch is None or batch.status in {"failed", "expired", "cancelled", "cancelling"}:
+            uploaded = client.upload(shard.path)
+            batch = client.create(
+                uploaded.id,
+                endpoint=spec.endpoint,
+                completion_window=spec.completion_window,
+                metadata={
+                    **spec.metadata,
+                    PIPELINE_KEY: spec.name,
+                    SHARD_KEY: key,
+                    RETRY_OF_KEY: root,
+                    ATTEMPT_KEY: str(attempt),
+                },
+            )
+        submitted.append(
+            SubmittedBatch(
+                batch.id, batch.input_file_id, key, shard.path, shard.n_requests, shard.model
+            )
+        )
+    return Submission(first.pipeline, first.endpoint, first.host, tuple(submitted))
+
+
+def follow_up_materialization(
+    spec: PipelineSpec, first: Submission, follow_up: Submission, attempt: int, host: str
+) -> dg.AssetMaterialization:
+    """Record a follow-up as a materialization of `<name>_batch`, which the sensor watches."""
+    return dg.AssetMaterialization(
+        asset_key=spec.batch_key,
+        description=f"Attempt {attempt}: resubmitted requests that failed for a retryable reason.",
+        metadata={
+            "batch_ids": dg.MetadataValue.json(follow_up.batch_ids),
+            "retry_of": dg.MetadataValue.text(submission_key(first)),
+            "attempt": dg.MetadataValue.int(attempt),
+            "retried_requests": dg.MetadataValue.int(
+                sum(batch.request_count for batch in follow_up.batches)
+            ),
+            "retry_batches": dg.MetadataValue.json(
+                [
+                    [
+                        b.batch_id,
+                        b.input_file_id,
+                        b.shard_key,
+                        str(b.shard_path),
+                        b.request_count,
+                        b.model,
+                    ]
+                    for b in follow_up.batches
+                ]
+            ),
+            "backend": dg.MetadataValue.text(host),
+        },
+    )
+
+
+def cancel_requested_ids(instance: dg.DagsterInstance, spec: PipelineSpec) -> set[str]:
+    """Batch ids that `<name>_cancel_job` asked to cancel."""
+    records = instance.fetch_observations(spec.batch_key, limit=RECORDS_SCANNED).records
+    requested: set[str] = set()
+    for record in records:
+        observation = record.asset_observation
+        if observation is not None and "cancel_requested" in observation.metadata:
+            requested.update(observation.metadata["cancel_requested"].value)  # type: ignore[arg-type]
+    return requested

@@ -1,0 +1,118 @@
+"""Requests that fail for a retryable reason go into follow-up batches; the rest are final."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from openai import OpenAI
+
+from batch_assets.pipeline.factory import build_batch_pipeline
+from batch_assets.pipeline.sources import JsonlFileSource
+from tests.local_api_server import LocalBatchAPI, wait_for
+from tests.pipeline.harness import TEST_API_KEY, Harness, make_defs
+
+IDS = [f"q{i:03d}" for i in range(60)]
+
+
+def _harness(
+    api: LocalBatchAPI,
+    tmp_path: Path,
+    instance: dg.DagsterInstance,
+    *,
+    max_attempts: int = 3,
+    broken: set[str] = frozenset(),
+) -> Harness:
+    source = tmp_path / "requests.jsonl"
+    lines = []
+    for custom_id in IDS:
+        messages = [] if custom_id in broken else [{"role": "user", "content": custom_id}]
+        body = {"model": "gpt-4o-mini", "messages": messages}
+        lines.append(
+            json.dumps(
+                {
+                    "custom_id": custom_id,
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": body,
+                }
+            )
+        )
+    source.write_text("\n".join(lines) + "\n")
+    pipeline = build_batch_pipeline(
+        "retry", JsonlFileSource(source), storage_dir=tmp_path / "gen", max_attempts=max_attempts
+    )
+    return Harness(make_defs(pipeline, api), instance)
+
+
+def _final(result: dg.ExecuteInProcessResult) -> tuple[pl.DataFrame, pl.DataFrame]:
+    batch_result = result.output_for_node("retry_download", "retry_output")
+    return pl.read_parquet(batch_result.output_table), result.output_for_node(
+        "retry_download", "retry_errors"
+    )
+
+
+def _batches_created(api: LocalBatchAPI) -> int:
+    return api.admin("GET", "stats")["calls"]["POST /v1/batches"]
+
+
+def test_a_cancel_nobody_asked_for_is_retried_until_every_request_is_answered(
+    api: LocalBatchAPI, tmp_path: Path
+) -> None:
+    api.configure(seconds_per_request=0.05)
+    with dg.instance_for_test() as instance:
+        harness = _harness(api, tmp_path, instance)
+        harness.materialize(["retry_requests", "retry_batch"])
+        [batch_id] = harness.latest_metadata("retry_batch")["batch_ids"]
+        client = OpenAI(base_url=api.base_url, api_key=TEST_API_KEY)
+        wait_for(lambda: client.batches.retrieve(batch_id).request_counts.completed >= 5)
+        client.batches.cancel(batch_id)
+        api.configure(seconds_per_request=0.0)
+
+        result = harness.run_until_downloaded("retry_output")
+
+        output, errors = _final(result)
+        assert sorted(output["custom_id"].to_list()) == IDS
+        assert errors.height == 0
+        assert set(output["attempts"].to_list()) == {1, 2}
+        assert _batches_created(api) == 2
+        follow_up = harness.latest_metadata("retry_batch")
+        assert follow_up["attempt"] == 2
+        assert follow_up["retried_requests"] == output.filter(pl.col("attempts") == 2).height
+        assert harness.latest_metadata("retry_output")["attempts"] == 2
+
+
+def test_retries_stop_at_max_attempts_and_keep_each_request_once(
+    tmp_path: Path, start_local_api
+) -> None:
+    api = start_local_api("--seconds-per-request", "0.05", "--window-seconds", "1")
+    with dg.instance_for_test() as instance:
+        harness = _harness(api, tmp_path, instance, max_attempts=2)
+        harness.materialize(["retry_requests", "retry_batch"])
+
+        result = harness.run_until_downloaded("retry_output")
+
+        output, errors = _final(result)
+        assert sorted(output["custom_id"].to_list() + errors["custom_id"].to_list()) == IDS
+        assert errors.height > 0
+        assert set(errors["error_code"].to_list()) == {"batch_expired"}
+        assert set(errors["attempts"].to_list()) == {2}
+        assert _batches_created(api) == 2
+
+
+def test_errors_of_the_request_itself_are_not_retried(api: LocalBatchAPI, tmp_path: Path) -> None:
+    broken = {"q007", "q042"}
+    with dg.instance_for_test() as instance:
+        harness = _harness(api, tmp_path, instance, broken=broken)
+        harness.materialize(["retry_requests", "retry_batch"])
+
+        result = harness.run_until_downloaded("retry_output")
+
+        output, errors = _final(result)
+        assert set(errors["custom_id"].to_list()) == broken
+        assert errors["status_code"].to_list() == [400, 400]
+        assert errors["attempts"].to_list() == [1, 1]
+        assert output.height == 58
+        assert _batches_created(api) == 1
