@@ -25,6 +25,7 @@ from batch_assets.pipeline.retries import (
     recorded_attempts,
     submit_follow_up,
 )
+from batch_assets.pipeline.sensor import hit_token_limit
 from batch_assets.pipeline.spec import PipelineSpec
 
 NOT_RETURNED_CODE = "not_returned"
@@ -218,7 +219,7 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
             )
             return
         failed = [batch for batch in latest_batches if batch.status == "failed"]
-        if failed:
+        if any(not hit_token_limit(batch) for batch in failed):
             raise _validation_failure(failed)
         run_dir = spec.run_dir(context.run.run_id)
         folder = run_dir / "results"
@@ -241,17 +242,35 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
         retry_ids = set(
             errors.filter(retryable(errors, cancel_requested=cancelled_on_request))["custom_id"]
         )
-        if retry_ids and latest.number < spec.max_attempts:
+        waiting_for_capacity = bool(failed)
+        counted = sum(
+            1
+            for attempt in attempts
+            if not any(
+                hit_token_limit(found[batch_id]) for batch_id in attempt.submission.batch_ids
+            )
+        )
+        if retry_ids and (waiting_for_capacity or counted < spec.max_attempts):
             follow_up = submit_follow_up(
                 client, spec, submission, retry_ids, latest.number + 1, run_dir / "retry"
             )
             context.log_event(
                 follow_up_materialization(
-                    spec, submission, follow_up, latest.number + 1, resource.host
+                    spec,
+                    submission,
+                    follow_up,
+                    latest.number + 1,
+                    resource.host,
+                    latest.token_limit_waits + 1 if waiting_for_capacity else 0,
                 )
             )
+            reason = (
+                "the enqueued-token limit was reached"
+                if waiting_for_capacity
+                else "they failed for a retryable reason"
+            )
             context.log.info(
-                f"Resubmitted {len(retry_ids)} request(s) that failed for a retryable reason as "
+                f"Resubmitted {len(retry_ids)} request(s) because {reason}, as "
                 f"attempt {latest.number + 1} (batches {follow_up.batch_ids}); "
                 f"batch_completion_sensor will materialize {output_name} and {errors_name} "
                 "when they end."

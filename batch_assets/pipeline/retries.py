@@ -28,6 +28,7 @@ class Attempt:
 
     number: int
     submission: Submission
+    token_limit_waits: int = 0
 
 
 def submission_key(submission: Submission) -> str:
@@ -53,12 +54,13 @@ def recorded_attempts(
             SubmittedBatch(batch_id, file_id, key, Path(path), count, model)
             for batch_id, file_id, key, path, count, model in metadata["retry_batches"]  # type: ignore[union-attr]
         )
-        follow_ups[int(metadata["attempt"])] = Submission(  # type: ignore[arg-type]
-            first.pipeline, first.endpoint, first.host, batches
+        number = int(metadata["attempt"])  # type: ignore[arg-type]
+        follow_ups[number] = Attempt(
+            number,
+            Submission(first.pipeline, first.endpoint, first.host, batches),
+            int(metadata.get("token_limit_waits", 0)),  # type: ignore[arg-type]
         )
-    return [Attempt(1, first)] + [
-        Attempt(number, follow_ups[number]) for number in sorted(follow_ups)
-    ]
+    return [Attempt(1, first)] + [follow_ups[number] for number in sorted(follow_ups)]
 
 
 def submit_follow_up(
@@ -106,7 +108,12 @@ def submit_follow_up(
 
 
 def follow_up_materialization(
-    spec: PipelineSpec, first: Submission, follow_up: Submission, attempt: int, host: str
+    spec: PipelineSpec,
+    first: Submission,
+    follow_up: Submission,
+    attempt: int,
+    host: str,
+    token_limit_waits: int,
 ) -> dg.AssetMaterialization:
     """Record a follow-up as a materialization of `<name>_batch`, which the sensor watches."""
     return dg.AssetMaterialization(
@@ -116,6 +123,7 @@ def follow_up_materialization(
             "batch_ids": dg.MetadataValue.json(follow_up.batch_ids),
             "retry_of": dg.MetadataValue.text(submission_key(first)),
             "attempt": dg.MetadataValue.int(attempt),
+            "token_limit_waits": dg.MetadataValue.int(token_limit_waits),
             "retried_requests": dg.MetadataValue.int(
                 sum(batch.request_count for batch in follow_up.batches)
             ),

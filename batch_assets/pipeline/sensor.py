@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+from openai.types import Batch
 
 from batch_assets.core.batch_client import TERMINAL_STATUSES
 from batch_assets.pipeline.resource import OpenAIBatchResource
@@ -22,6 +24,25 @@ SUBMISSIONS_PER_READ = 100
 RUN_KEYS_PER_QUERY = 500
 RUN_KEY_TAG = "dagster/run_key"
 INTERVAL_VARIABLE = "BATCH_ASSETS_SENSOR_INTERVAL_SECONDS"
+BACKOFF_VARIABLE = "BATCH_ASSETS_TOKEN_LIMIT_BACKOFF_SECONDS"
+TOKEN_LIMIT_CODE = "token_limit_exceeded"
+MAX_BACKOFF_SECONDS = 900.0
+
+
+def hit_token_limit(batch: Batch) -> bool:
+    """A batch that failed validation only because the enqueued-token limit was reached."""
+    errors = batch.errors.data if batch.errors and batch.errors.data else []
+    return (
+        batch.status == "failed"
+        and bool(errors)
+        and all(error.code == TOKEN_LIMIT_CODE for error in errors)
+    )
+
+
+def token_limit_backoff_seconds(waits: int) -> float:
+    """How long to wait before resubmitting after `waits` token-limit failures in a row."""
+    base = float(os.environ.get(BACKOFF_VARIABLE, "60"))
+    return min(base * 2 ** max(waits - 1, 0), MAX_BACKOFF_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -111,10 +132,12 @@ def _read_new_submissions(
             batch_ids = list(materialization.metadata["batch_ids"].value)  # type: ignore[arg-type]
             if not batch_ids:
                 continue
+            waits = materialization.metadata.get("token_limit_waits")
             found[submission_run_key(batch_ids)] = {
                 "pipeline": pipeline.name,
                 "batch_ids": batch_ids,
                 "progress": None,
+                "token_limit_waits": int(waits.value) if waits is not None else 0,  # type: ignore[arg-type]
             }
     # After a lost cursor, submissions whose download run already exists are history, not work:
     # skipping them keeps the tick from looking up every batch ever submitted.
@@ -174,6 +197,14 @@ def batch_completion_sensor(
                 )
             )
         if all(batch.status in TERMINAL_STATUSES for batch in states):
+            limited = [batch for batch in states if hit_token_limit(batch)]
+            if limited:
+                # Capacity frees only as other batches finish: wait before the download run
+                # resubmits, longer after each failure in a row.
+                waits = entry.get("token_limit_waits", 0) + 1
+                ready_at = max(batch.failed_at or 0 for batch in limited)
+                if time.time() < ready_at + token_limit_backoff_seconds(waits):
+                    continue
             run_requests.append(
                 dg.RunRequest(
                     run_key=run_key,

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 from openai import OpenAI
 
+from batch_assets.core.limits import BatchLimits
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.sources import JsonlFileSource
 from tests.local_api_server import LocalBatchAPI, wait_for
@@ -24,6 +26,7 @@ def _harness(
     *,
     max_attempts: int = 3,
     broken: set[str] = frozenset(),
+    shard_size: int | None = None,
 ) -> Harness:
     source = tmp_path / "requests.jsonl"
     lines = []
@@ -42,7 +45,11 @@ def _harness(
         )
     source.write_text("\n".join(lines) + "\n")
     pipeline = build_batch_pipeline(
-        "retry", JsonlFileSource(source), storage_dir=tmp_path / "gen", max_attempts=max_attempts
+        "retry",
+        JsonlFileSource(source),
+        storage_dir=tmp_path / "gen",
+        max_attempts=max_attempts,
+        limits=BatchLimits(max_requests=shard_size) if shard_size else BatchLimits(),
     )
     return Harness(make_defs(pipeline, api), instance)
 
@@ -116,3 +123,26 @@ def test_errors_of_the_request_itself_are_not_retried(api: LocalBatchAPI, tmp_pa
         assert errors["attempts"].to_list() == [1, 1]
         assert output.height == 58
         assert _batches_created(api) == 1
+
+
+def test_token_limit_waits_for_capacity_and_resubmits(
+    api: LocalBatchAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATCH_ASSETS_TOKEN_LIMIT_BACKOFF_SECONDS", "0.5")
+    api.configure(enqueued_token_limit=300, seconds_per_request=0.02)
+    with dg.instance_for_test() as instance:
+        harness = _harness(api, tmp_path, instance, max_attempts=1, shard_size=30)
+        harness.materialize(["retry_requests", "retry_batch"])
+        client = OpenAI(base_url=api.base_url, api_key=TEST_API_KEY)
+        batches = [
+            client.batches.retrieve(i) for i in harness.latest_metadata("retry_batch")["batch_ids"]
+        ]
+        wait_for(lambda: any(client.batches.retrieve(b.id).status == "failed" for b in batches))
+
+        result = harness.run_until_downloaded("retry_output")
+
+        output, errors = _final(result)
+        assert errors.height == 0
+        assert sorted(output["custom_id"].to_list()) == IDS
+        assert sorted(set(output["attempts"].to_list())) == [1, 2]
+        assert harness.latest_metadata("retry_batch")["token_limit_waits"] == 1

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 from openai import OpenAI
 
+from batch_assets.core.limits import BatchLimits
 from batch_assets.pipeline.factory import build_batch_pipeline
-from batch_assets.pipeline.sources import JsonlFileSource
+from batch_assets.pipeline.sources import IteratorSource, JsonlFileSource
 from tests.local_api_server import LocalBatchAPI, wait_for
 from tests.pipeline.harness import TEST_API_KEY, Harness, make_defs
 
@@ -83,18 +85,36 @@ def test_completed_with_every_request_failed(api: LocalBatchAPI, tmp_path: Path)
 def test_failed_validation_fails_the_run_with_the_api_errors(
     api: LocalBatchAPI, tmp_path: Path
 ) -> None:
-    api.configure(enqueued_token_limit=1)
+    # A client limit set above the API's (50,000 embedding inputs) passes our checks and fails
+    # the API's validation: the download run must fail and show the API's errors.
+    def requests() -> Iterator[dict]:
+        for i in range(5):
+            yield {
+                "custom_id": f"e{i}",
+                "method": "POST",
+                "url": "/v1/embeddings",
+                "body": {"model": "text-embedding-3-small", "input": ["x"] * 10_001},
+            }
+
+    pipeline = build_batch_pipeline(
+        "ends",
+        IteratorSource(requests),
+        endpoint="/v1/embeddings",
+        limits=BatchLimits(max_embedding_inputs=60_000),
+        storage_dir=tmp_path / "gen",
+    )
     with dg.instance_for_test() as instance:
-        harness = _harness(api, tmp_path, instance)
+        harness = Harness(make_defs(pipeline, api), instance)
         harness.materialize(["ends_requests", "ends_batch"])
         result = harness.run_requested(harness.tick_until_run_requested())
 
         assert not result.success
         failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
-        assert "token_limit_exceeded" in failure.error.message
+        assert "too_many_tasks" in failure.error.message
         [error] = failure.user_failure_data.metadata["validation_errors"].value
-        assert error["code"] == "token_limit_exceeded"
+        assert error["code"] == "too_many_tasks"
         assert error["line"] is None
+        assert "50,005 embedding inputs" in error["message"]
 
 
 def test_expired_keeps_finished_results_and_lists_the_rest(tmp_path: Path, start_local_api) -> None:
