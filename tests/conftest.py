@@ -19,6 +19,10 @@ DEFAULT_SETTINGS = {
     "retry_after_seconds": 1.0,
     "finalizing_seconds": 0.0,
     "clock_offset_seconds": 0.0,
+    "timeout_rate": 0.0,
+    "cut_downloads_after_bytes": None,
+    "create_delay_seconds": 0.0,
+    "create_reply_delay_seconds": 0.0,
 }
 
 

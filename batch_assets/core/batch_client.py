@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from openai import AzureOpenAI, OpenAI
+import httpx2
+from openai import APIConnectionError, AzureOpenAI, OpenAI
 from openai.types import Batch, FileObject
 
 from batch_assets.core.atomic import atomic_path
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+DOWNLOAD_ATTEMPTS = 5
+PARTIAL_CONTENT = 206
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
@@ -74,11 +77,37 @@ class BatchClient:
         """Close the HTTP connections."""
         self._client.close()
 
-    def upload(self, path: Path) -> FileObject:
-        """Upload a JSONL file as batch input, streaming it from disk."""
+    def upload(self, path: Path, filename: str | None = None) -> FileObject:
+        """Upload a JSONL file as batch input, streaming it from disk, under `filename` if given."""
         with path.open("rb") as handle:
             # A bare Path makes the SDK read the whole file into memory; a named handle streams.
-            return self._client.files.create(file=(path.name, handle), purpose="batch")
+            return self._client.files.create(file=(filename or path.name, handle), purpose="batch")
+
+    def find_files(
+        self,
+        filenames: set[str],
+        *,
+        purpose: str = "batch",
+        max_pages: int = 10,
+        page_size: int = 1000,
+    ) -> dict[str, FileObject]:
+        """Recent processed files of `purpose` named one of `filenames`, newest first wins."""
+        found: dict[str, FileObject] = {}
+        if not filenames:
+            return found
+        page = self._client.files.list(purpose=purpose, limit=page_size, order="desc")
+        for _ in range(max_pages):
+            for file in page.data:
+                if (
+                    file.filename in filenames
+                    and file.filename not in found
+                    and file.status != "error"
+                ):
+                    found[file.filename] = file
+            if len(found) == len(filenames) or not page.has_next_page():
+                break
+            page = page.get_next_page()
+        return found
 
     def create(
         self,
@@ -146,15 +175,26 @@ class BatchClient:
             page = page.get_next_page()
         return found
 
-    def download(self, file_id: str, destination: Path) -> int:
-        """Stream a file's content to `destination` (written whole or not at all); its size."""
+    def download(self, file_id: str, destination: Path, attempts: int = DOWNLOAD_ATTEMPTS) -> int:
+        """Stream a file to `destination`, whole or not at all, resuming cut transfers; its size."""
         size = 0
-        with (
-            atomic_path(destination) as temporary,
-            temporary.open("wb") as out,
-            self._client.files.with_streaming_response.content(file_id) as response,
-        ):
-            for chunk in response.iter_bytes(DOWNLOAD_CHUNK_BYTES):
-                out.write(chunk)
-                size += len(chunk)
+        with atomic_path(destination) as temporary, temporary.open("wb") as out:
+            for attempt in range(1, attempts + 1):
+                headers = {"Range": f"bytes={size}-"} if size else {}
+                try:
+                    with self._client.files.with_streaming_response.content(
+                        file_id, extra_headers=headers
+                    ) as response:
+                        if size and response.status_code != PARTIAL_CONTENT:
+                            # The server sent the whole file rather than the rest: start over.
+                            out.seek(0)
+                            out.truncate()
+                            size = 0
+                        for chunk in response.iter_bytes(DOWNLOAD_CHUNK_BYTES):
+                            out.write(chunk)
+                            size += len(chunk)
+                    return size
+                except (httpx2.TransportError, APIConnectionError):
+                    if attempt == attempts:
+                        raise
         return size

@@ -6,6 +6,7 @@ import argparse
 import os
 import socket
 import sys
+import typing
 from pathlib import Path
 
 import uvicorn
@@ -35,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, field in Simulation.model_fields.items():
         if name == "clock_offset_seconds":
             continue
-        kind = int if name == "enqueued_token_limit" else float
+        kind = int if int in typing.get_args(field.annotation) else float
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             type=kind,

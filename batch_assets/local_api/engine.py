@@ -29,6 +29,7 @@ UNFINISHED_MESSAGES = {
     "batch_cancelled": "This request was not executed because the batch was cancelled.",
 }
 SERVER_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
+TIMEOUT_MESSAGE = "The request timed out while it was being processed."
 
 
 def fails_by_rate(custom_id: str, fail_rate: float) -> bool:
@@ -37,6 +38,12 @@ def fails_by_rate(custom_id: str, fail_rate: float) -> bool:
         return False
     digest = hashlib.sha256(custom_id.encode("utf-8", "surrogatepass")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fail_rate
+
+
+def times_out_by_rate(custom_id: str, timeout_rate: float) -> bool:
+    """Whether `timeout_rate` picks this request to time out: a fixed choice per custom_id."""
+    # Salted so that the requests picked to time out are not the ones picked to fail.
+    return fails_by_rate(f"request_timeout\n{custom_id}", timeout_rate)
 
 
 def _output_order(line: tuple[str, bytes]) -> bytes:
@@ -65,6 +72,7 @@ class BatchEngine:
         # When a waiting batch next needs a look (monotonic), valid only under the same settings.
         self._due: dict[str, tuple[float, Simulation]] = {}
         self._next_reap = 0.0
+        self._cut_files: set[str] = set()
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -81,6 +89,14 @@ class BatchEngine:
     def wake(self) -> None:
         """Look at the batches now rather than at the next tick."""
         self._wake.set()
+
+    def claim_download_cut(self, file_id: str) -> bool:
+        """True the first time a file's download is to be cut, False ever after."""
+        with self.lock:
+            if file_id in self._cut_files:
+                return False
+            self._cut_files.add(file_id)
+            return True
 
     def add_batch(self, obj: dict[str, Any], progress: dict[str, Any]) -> None:
         """Record a new batch and get to work on it."""
@@ -258,7 +274,7 @@ class BatchEngine:
         self, obj: dict[str, Any], progress: dict[str, Any], count: int, created: int
     ) -> None:
         output_path, error_path = self._resume(obj["id"], progress)
-        fail_rate = self.settings.fail_rate
+        fail_rate, timeout_rate = self.settings.fail_rate, self.settings.timeout_rate
         outputs: list[tuple[str, bytes]] = []
         errors: list[tuple[str, bytes]] = []
         usage = obj["usage"]
@@ -267,19 +283,28 @@ class BatchEngine:
             for _ in range(count):
                 request = json.loads(source.readline())
                 custom_id = request["custom_id"]
-                status_code, body = self._answer(
-                    obj["endpoint"], request, custom_id, fail_rate, created
-                )
-                line = {
-                    "id": ids.batch_request_id(),
-                    "custom_id": custom_id,
-                    "response": {
-                        "status_code": status_code,
-                        "request_id": ids.request_id(),
-                        "body": body,
-                    },
-                    "error": None,
-                }
+                if times_out_by_rate(custom_id, timeout_rate):
+                    status_code, body = 0, {}
+                    line: dict[str, Any] = {
+                        "id": ids.batch_request_id(),
+                        "custom_id": custom_id,
+                        "response": None,
+                        "error": {"code": "request_timeout", "message": TIMEOUT_MESSAGE},
+                    }
+                else:
+                    status_code, body = self._answer(
+                        obj["endpoint"], request, custom_id, fail_rate, created
+                    )
+                    line = {
+                        "id": ids.batch_request_id(),
+                        "custom_id": custom_id,
+                        "response": {
+                            "status_code": status_code,
+                            "request_id": ids.request_id(),
+                            "body": body,
+                        },
+                        "error": None,
+                    }
                 encoded = (json.dumps(line, ensure_ascii=False) + "\n").encode(
                     "utf-8", "surrogatepass"
                 )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -23,6 +24,20 @@ MAX_BATCH_INPUT_BYTES = 200 * 1024 * 1024
 DEFAULT_BATCH_INPUT_EXPIRY_SECONDS = 30 * 86400
 MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS = 3600, 2592000
 COPY_CHUNK_BYTES = 1024 * 1024
+
+
+class DownloadCut(Exception):
+    """Raised mid-response so that the server drops the connection: a simulated network cut."""
+
+
+def _cut_after(path: Path, limit: int) -> Iterator[bytes]:
+    """The first `limit` bytes of a file, then a dropped connection."""
+    with path.open("rb") as source:
+        left = limit
+        while left > 0 and (chunk := source.read(min(COPY_CHUNK_BYTES, left))):
+            left -= len(chunk)
+            yield chunk
+    raise DownloadCut(f"download of {path.name} cut after {limit} bytes (simulated)")
 
 
 def _copy_capped(source: IO[bytes], target_dir: Path, cap: int, cap_message: str) -> Path:
@@ -149,11 +164,24 @@ def retrieve_file(request: Request, file_id: str) -> Response:
 
 @router.get("/files/{file_id}/content")
 def file_content(request: Request, file_id: str) -> Response:
-    """The file's bytes, streamed from disk."""
-    store = engine_of(request).store
-    if store.get_file(file_id) is None:
+    """The file's bytes, streamed from disk; Range requests are honoured."""
+    engine = engine_of(request)
+    if engine.store.get_file(file_id) is None:
         raise not_found("File", file_id)
-    return FileResponse(store.file_path(file_id), media_type="application/octet-stream")
+    path = engine.store.file_path(file_id)
+    cut = engine.settings.cut_downloads_after_bytes
+    if (
+        cut is not None
+        and "range" not in request.headers
+        and path.stat().st_size > cut
+        and engine.claim_download_cut(file_id)
+    ):
+        return StreamingResponse(
+            _cut_after(path, cut),
+            media_type="application/octet-stream",
+            headers={"content-length": str(path.stat().st_size), "accept-ranges": "bytes"},
+        )
+    return FileResponse(path, media_type="application/octet-stream")
 
 
 @router.delete("/files/{file_id}")

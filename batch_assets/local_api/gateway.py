@@ -1,16 +1,18 @@
-"""What every API call passes first: auth, call counting and injected 429/503 answers."""
+"""What every API call passes first: auth, call counting, injected 429/503 answers and delays."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import math
 import random
 import re
+import time
 from collections import Counter
 from typing import Any
 
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from batch_assets.local_api.errors import error_envelope
 
@@ -20,6 +22,7 @@ MISSING_KEY_MESSAGE = (
     "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
 )
 WRONG_KEY_MESSAGE = "Incorrect API key provided. The local Batch API was started with another key."
+HOLD_STEP_SECONDS = 0.05
 
 
 class GatewayStats:
@@ -65,6 +68,52 @@ class Gateway:
         if rejection is not None:
             await rejection(scope, receive, send)
             return
+        if scope["method"] == "POST" and path.rstrip("/") == "/v1/batches":
+            await self._held_create(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _held_create(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Create a batch, held by `create_delay_seconds` and `create_reply_delay_seconds`."""
+        settings = self.engine.settings
+        if settings.create_delay_seconds > 0:
+            # A client that leaves during this hold gets no batch, as if its request never came.
+            messages: list[Message] = []
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                messages.append(message)
+                if not message.get("more_body", False):
+                    break
+            try:
+                # Once the body is read, the next message only comes when the client leaves.
+                message = await asyncio.wait_for(receive(), settings.create_delay_seconds)
+            except TimeoutError:
+                pass
+            else:
+                if message["type"] == "http.disconnect":
+                    return
+                messages.append(message)
+            original_receive = receive
+
+            async def replay() -> Message:
+                return messages.pop(0) if messages else await original_receive()
+
+            receive = replay
+        if settings.create_reply_delay_seconds > 0:
+            original_send = send
+
+            async def held_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    # Read the setting again on each step: lowering it releases held answers.
+                    since = time.monotonic()
+                    engine = self.engine
+                    while time.monotonic() - since < engine.settings.create_reply_delay_seconds:
+                        await asyncio.sleep(HOLD_STEP_SECONDS)
+                await original_send(message)
+
+            send = held_send
         await self.app(scope, receive, send)
 
     def _authenticate(self, scope: Scope) -> JSONResponse | None:

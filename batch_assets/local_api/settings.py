@@ -31,6 +31,22 @@ class Simulation(BaseModel):
     finalizing_seconds: float = Field(
         0.0, ge=0, description="How long a batch stays in `finalizing`."
     )
+    timeout_rate: float = Field(
+        0.0, ge=0, le=1, description="Fraction of requests answered with a request_timeout error."
+    )
+    cut_downloads_after_bytes: int | None = Field(
+        None,
+        ge=0,
+        description="Cut the first download of each file after this many bytes; None never.",
+    )
+    create_delay_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Hold POST /v1/batches this long before creating; dropped if the client goes.",
+    )
+    create_reply_delay_seconds: float = Field(
+        0.0, ge=0, description="Hold the answer to POST /v1/batches this long after creating."
+    )
     clock_offset_seconds: float = Field(
         0.0, description="Added to the wall clock: moves expiry of files and batches forward."
     )

@@ -8,6 +8,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
+from openai.types import FileObject
 
 from batch_assets.core.batch_client import BatchClient
 from batch_assets.core.records import Submission, SubmittedBatch
@@ -27,14 +28,21 @@ def shard_key(pipeline: str, endpoint: str, shard: Shard) -> str:
     return hashlib.sha256(f"{pipeline}\n{endpoint}\n{shard.sha256}".encode()).hexdigest()[:32]
 
 
+def upload_filename(key: str) -> str:
+    """The name a shard is uploaded under, so that an orphaned upload can be found again."""
+    return f"{key}.jsonl"
+
+
 def _submit_shard(
     client: BatchClient,
     spec: PipelineSpec,
     shard: Shard,
     key: str,
     position: str,
+    uploaded: FileObject | None,
 ) -> SubmittedBatch:
-    uploaded = client.upload(shard.path)
+    if uploaded is None:
+        uploaded = client.upload(shard.path, upload_filename(key))
     batch = client.create(
         uploaded.id,
         endpoint=spec.endpoint,
@@ -84,6 +92,16 @@ def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                     batch.id, batch.input_file_id, key, shard.path, shard.n_requests, shard.model
                 )
         todo = [index for index in range(len(shards)) if index not in submitted]
+        orphans = client.find_files({upload_filename(keys[index]) for index in todo})
+        reused_uploads: dict[int, FileObject] = {}
+        for index in todo:
+            orphan = orphans.get(upload_filename(keys[index]))
+            if orphan is not None and orphan.bytes == shards[index].n_bytes:
+                reused_uploads[index] = orphan
+                context.log.info(
+                    f"Shard {index + 1}/{len(shards)} was already uploaded as {orphan.id}; "
+                    "reusing the file."
+                )
         with ThreadPoolExecutor(max_workers=max(1, min(UPLOAD_WORKERS, len(todo)))) as pool:
             futures = {
                 index: pool.submit(
@@ -93,6 +111,7 @@ def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                     shards[index],
                     keys[index],
                     f"{index + 1}/{len(shards)}",
+                    reused_uploads.get(index),
                 )
                 for index in todo
             }
@@ -121,6 +140,7 @@ def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                 "batch_count": dg.MetadataValue.int(len(submission.batches)),
                 "request_count": dg.MetadataValue.int(sum(s.n_requests for s in shards)),
                 "reused_batches": dg.MetadataValue.int(len(existing)),
+                "reused_uploads": dg.MetadataValue.int(len(reused_uploads)),
                 "status": dg.MetadataValue.text(
                     ", ".join(f"{status}: {count}" for status, count in sorted(statuses.items()))
                 ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx2
 import openai
 import pytest
 
@@ -89,3 +90,60 @@ def test_a_failed_download_leaves_no_file(client: BatchClient, tmp_path: Path) -
     with pytest.raises(openai.NotFoundError):
         client.download("file-doesnotexist", target)
     assert list(target.parent.iterdir()) == []
+
+
+def _completed_output(client: BatchClient, tmp_path: Path, count: int) -> str:
+    uploaded = client.upload(_requests_file(tmp_path / "in.jsonl", count))
+    batch = client.create(
+        uploaded.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={}
+    )
+    done = wait_for(lambda: (b := client.retrieve(batch.id)).status == "completed" and b)
+    assert done.output_file_id is not None
+    return done.output_file_id
+
+
+def test_a_download_cut_midway_is_resumed_whole(start_local_api, tmp_path: Path) -> None:
+    server: LocalBatchAPI = start_local_api()
+    client = BatchClient.connect(BackendSettings(api_key="sk-x", base_url=server.base_url))
+    file_id = _completed_output(client, tmp_path, 40)
+    expected = server.client().files.content(file_id).content
+    server.configure(cut_downloads_after_bytes=1000)
+    server.admin("DELETE", "stats")
+
+    target = tmp_path / "out" / "output.jsonl"
+    size = client.download(file_id, target)
+
+    assert target.read_bytes() == expected
+    assert size == len(expected) > 1000
+    assert server.admin("GET", "stats")["calls"] == {"GET /v1/files/{id}/content": 2}
+    assert [path.name for path in target.parent.iterdir()] == ["output.jsonl"]
+
+
+def test_a_cut_download_with_no_attempt_left_leaves_no_file(
+    start_local_api, tmp_path: Path
+) -> None:
+    server: LocalBatchAPI = start_local_api()
+    client = BatchClient.connect(BackendSettings(api_key="sk-x", base_url=server.base_url))
+    file_id = _completed_output(client, tmp_path, 40)
+    server.configure(cut_downloads_after_bytes=500)
+
+    target = tmp_path / "out" / "output.jsonl"
+    with pytest.raises(httpx2.RemoteProtocolError):
+        client.download(file_id, target, attempts=1)
+    assert list(target.parent.iterdir()) == []
+
+
+def test_find_files_pages_through_and_newest_wins(client: BatchClient, tmp_path: Path) -> None:
+    source = _requests_file(tmp_path / "in.jsonl", 1)
+    first_a = client.upload(source, "a.jsonl")
+    client.upload(source, "b.jsonl")
+    newest_a = client.upload(source, "a.jsonl")
+    for i in range(5):
+        client.upload(source, f"other{i}.jsonl")
+    assert newest_a.created_at >= first_a.created_at
+
+    found = client.find_files({"a.jsonl", "b.jsonl", "missing.jsonl"}, page_size=2)
+
+    assert set(found) == {"a.jsonl", "b.jsonl"}
+    assert found["a.jsonl"].id == newest_a.id
+    assert client.find_files({"b.jsonl"}, page_size=2, max_pages=1) == {}

@@ -1,0 +1,112 @@
+"""Fault settings of the local Batch API: timed-out requests, cut downloads, held creates."""
+
+from __future__ import annotations
+
+import time
+
+import openai
+import pytest
+
+from batch_assets.local_api.engine import fails_by_rate, times_out_by_rate
+from tests.local_api.helpers import (
+    chat_request,
+    read_lines,
+    submit,
+    upload,
+    wait_until_done,
+)
+from tests.local_api_server import LocalBatchAPI
+
+IDS = [f"t{i:02d}" for i in range(60)]
+
+
+def test_timeout_rate_answers_a_fixed_share_with_request_timeout(start_local_api) -> None:
+    api: LocalBatchAPI = start_local_api("--timeout-rate", "0.3", "--fail-rate", "0.2")
+    client = api.client()
+    expected_timeouts = {i for i in IDS if times_out_by_rate(i, 0.3)}
+    expected_failures = {i for i in IDS if fails_by_rate(i, 0.2)} - expected_timeouts
+    assert expected_timeouts and expected_failures
+
+    done = wait_until_done(client, submit(client, [chat_request(i) for i in IDS]).id)
+
+    errors = read_lines(client, done.error_file_id)
+    outputs = read_lines(client, done.output_file_id)
+    timeouts = [line for line in errors if line["response"] is None]
+    assert {line["custom_id"] for line in timeouts} == expected_timeouts
+    assert all(line["error"]["code"] == "request_timeout" for line in timeouts)
+    assert all(line["error"]["message"] for line in timeouts)
+    assert {line["custom_id"] for line in errors if line["response"] is not None} == (
+        expected_failures
+    )
+    assert sorted(line["custom_id"] for line in outputs + errors) == IDS
+    assert done.request_counts is not None
+    assert done.request_counts.failed == len(errors)
+
+
+def test_timeout_rate_is_set_at_runtime(start_local_api) -> None:
+    api: LocalBatchAPI = start_local_api()
+    assert api.configure(timeout_rate=1.0)["timeout_rate"] == 1.0
+    client = api.client()
+
+    done = wait_until_done(client, submit(client, [chat_request(i) for i in IDS[:5]]).id)
+
+    assert done.output_file_id is None
+    assert [line["error"]["code"] for line in read_lines(client, done.error_file_id)] == [
+        "request_timeout"
+    ] * 5
+
+
+def test_a_download_is_cut_once_and_the_rest_can_be_fetched_by_range(start_local_api) -> None:
+    api: LocalBatchAPI = start_local_api("--cut-downloads-after-bytes", "700")
+    client = api.client()
+    done = wait_until_done(client, submit(client, [chat_request(i) for i in IDS]).id)
+    assert done.output_file_id is not None
+
+    with pytest.raises(openai.APIConnectionError):
+        client.files.content(done.output_file_id)
+    rest = client.files.with_raw_response.content(
+        done.output_file_id, extra_headers={"Range": "bytes=700-"}
+    )
+    whole = client.files.content(done.output_file_id).content
+
+    assert rest.status_code == 206
+    assert len(whole) > 700
+    assert rest.content == whole[700:]
+
+
+def test_a_create_held_before_creating_is_dropped_when_its_client_leaves(
+    start_local_api,
+) -> None:
+    api: LocalBatchAPI = start_local_api()
+    client = api.client()
+    input_file = upload(client, [chat_request("a")])
+    api.configure(create_delay_seconds=1.0)
+    impatient = api.client(timeout=0.3)
+
+    with pytest.raises(openai.APITimeoutError):
+        impatient.batches.create(
+            input_file_id=input_file.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    time.sleep(1.5)
+    assert client.batches.list().data == []
+
+    started = time.monotonic()
+    batch = client.batches.create(
+        input_file_id=input_file.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    assert time.monotonic() - started >= 1.0
+    assert [b.id for b in client.batches.list().data] == [batch.id]
+
+
+def test_a_create_held_after_creating_exists_though_its_client_left(start_local_api) -> None:
+    api: LocalBatchAPI = start_local_api()
+    client = api.client()
+    input_file = upload(client, [chat_request("a")])
+    api.configure(create_reply_delay_seconds=2.0)
+
+    with pytest.raises(openai.APITimeoutError):
+        api.client(timeout=0.3).batches.create(
+            input_file_id=input_file.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+
+    assert len(client.batches.list().data) == 1
