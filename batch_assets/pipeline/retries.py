@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +13,10 @@ from batch_assets.core.retry_policy import request_lines
 from batch_assets.core.sharding import shard_request_lines
 from batch_assets.pipeline.sensor import submission_run_key
 from batch_assets.pipeline.spec import PipelineSpec
+from batch_assets.pipeline.submission import submit_shards
 
 RETRY_OF_KEY = "batch_assets_retry_of"
 ATTEMPT_KEY = "batch_assets_attempt"
-SHARD_KEY = "batch_assets_shard_key"
-PIPELINE_KEY = "batch_assets_pipeline"
 RECORDS_SCANNED = 1000
 
 
@@ -71,40 +69,17 @@ def submit_follow_up(
     attempt: int,
     folder: Path,
 ) -> Submission:
-    """Shard the original lines of `retry_ids` and submit them, reusing batches already made."""
+    """Shard the original lines of `retry_ids` and submit them, reusing what was already made."""
     lines = request_lines([batch.shard_path for batch in first.batches], retry_ids)
     shards = shard_request_lines(lines, folder, endpoint=spec.endpoint, limits=spec.limits)
-    root = submission_key(first)
-    keys = [
-        hashlib.sha256(
-            f"{spec.name}\n{spec.endpoint}\n{shard.sha256}\n{attempt}".encode()
-        ).hexdigest()[:32]
-        for shard in shards
-    ]
-    existing = client.find_by_metadata(SHARD_KEY, set(keys))
-    submitted = []
-    for shard, key in zip(shards, keys, strict=True):
-        batch = existing.get(key)
-        if batch is None or batch.status in {"failed", "expired", "cancelled", "cancelling"}:
-            uploaded = client.upload(shard.path)
-            batch = client.create(
-                uploaded.id,
-                endpoint=spec.endpoint,
-                completion_window=spec.completion_window,
-                metadata={
-                    **spec.metadata,
-                    PIPELINE_KEY: spec.name,
-                    SHARD_KEY: key,
-                    RETRY_OF_KEY: root,
-                    ATTEMPT_KEY: str(attempt),
-                },
-            )
-        submitted.append(
-            SubmittedBatch(
-                batch.id, batch.input_file_id, key, shard.path, shard.n_requests, shard.model
-            )
-        )
-    return Submission(first.pipeline, first.endpoint, first.host, tuple(submitted))
+    made = submit_shards(
+        client,
+        spec,
+        shards,
+        metadata={RETRY_OF_KEY: submission_key(first), ATTEMPT_KEY: str(attempt)},
+        key_salt=f"attempt {attempt}",
+    )
+    return Submission(first.pipeline, first.endpoint, first.host, made.batches)
 
 
 def follow_up_materialization(
