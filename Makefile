@@ -7,7 +7,7 @@ API_PORT ?= 8765
 API_STATE ?= .local_api_state
 PORT ?= 3000
 
-.PHONY: install run test lint format local-api bench-local-api clean
+.PHONY: install run test lint format local-api bench bench-local-api clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ format: $(STAMP)
 
 local-api: $(STAMP)
 	$(BIN)/python -m batch_assets.local_api --port $(API_PORT) --state-dir $(API_STATE)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/core_bench.py
+	$(BIN)/python benchmarks/pipeline_bench.py 2>/dev/null
+	$(BIN)/python benchmarks/local_api_bench.py
 
 bench-local-api: $(STAMP)
 	$(BIN)/python benchmarks/local_api_bench.py

@@ -165,13 +165,18 @@ class RequestTemplate:
 
 
 def _escaped(expr: pl.Expr) -> pl.Expr:
-    """A JSON string literal (with its quotes) of a non-null String expression."""
+    """The JSON string escape of a non-null String expression, without the quotes."""
     return (
         pl.struct(expr.alias("v"))
         .struct.json_encode()
-        .str.strip_prefix('{"v":')
-        .str.strip_suffix("}")
+        .str.strip_prefix('{"v":"')
+        .str.strip_suffix('"}')
     )
+
+
+def _json_inner(text: str) -> str:
+    """The JSON string escape of `text`, without the quotes."""
+    return _dumps(text)[1:-1]
 
 
 def _check_columns(df: pl.DataFrame, template: RequestTemplate) -> None:
@@ -185,42 +190,45 @@ def _check_columns(df: pl.DataFrame, template: RequestTemplate) -> None:
             )
 
 
-def _as_text(df: pl.DataFrame, name: str) -> pl.Series:
+def _as_text(df: pl.DataFrame, name: str) -> tuple[pl.Series, bool]:
+    """The column as String, and whether its values may hold characters JSON escapes."""
     column = df[name]
-    if column.dtype == pl.String:
-        return column
-    if column.dtype.is_nested() or column.dtype in (pl.Binary, pl.Object):
-        raise TemplateError(
-            f"column {name!r} has type {column.dtype}, which is not rendered as text"
-        )
-    return column.cast(pl.String)
+    dtype = column.dtype
+    if dtype == pl.String:
+        return column, True
+    if dtype.is_nested() or dtype in (pl.Binary, pl.Object):
+        raise TemplateError(f"column {name!r} has type {dtype}, which is not rendered as text")
+    plain = dtype.is_numeric() or dtype.is_temporal() or dtype in (pl.Boolean, pl.Null)
+    return column.cast(pl.String), not plain
 
 
 def _check_custom_ids(ids: pl.Series, name: str) -> None:
+    if ids.null_count() == 0 and not (ids == "").any() and ids.n_unique() == ids.len():
+        return
     bad = ids.is_null() | (ids == "")
     if bad.any():
         row = int(bad.arg_true()[0])
         what = "null" if ids[row] is None else "empty"
         raise TemplateError(f"custom_id column {name!r} is {what} at row {row}")
     repeated = ~ids.is_first_distinct()
-    if repeated.any():
-        row = int(repeated.arg_true()[0])
-        value = ids[row]
-        first = int((ids == value).arg_true()[0])
-        raise TemplateError(
-            f"custom_id column {name!r} has the value {value!r} more than once "
-            f"(rows {first} and {row}); custom_ids must be unique"
-        )
+    row = int(repeated.arg_true()[0])
+    value = ids[row]
+    first = int((ids == value).arg_true()[0])
+    raise TemplateError(
+        f"custom_id column {name!r} has the value {value!r} more than once "
+        f"(rows {first} and {row}); custom_ids must be unique"
+    )
 
 
 def render_requests(df: pl.DataFrame, template: RequestTemplate) -> pl.DataFrame:
     """Render every row into a request: columns custom_id and request (one JSON line each)."""
     _check_columns(df, template)
-    ids = _as_text(df, template.custom_id_column)
+    ids, ids_need_escape = _as_text(df, template.custom_id_column)
     _check_custom_ids(ids, template.custom_id_column)
     columns = {"__custom_id": ids}
+    values_of: dict[str, pl.Expr] = {}
     for index, name in enumerate(template.placeholders()):
-        values = _as_text(df, name)
+        values, need_escape = _as_text(df, name)
         if template.null_as_empty:
             values = values.fill_null("")
         elif values.has_nulls():
@@ -230,34 +238,40 @@ def render_requests(df: pl.DataFrame, template: RequestTemplate) -> pl.DataFrame
                 "fill it, drop the row, or set null_as_empty=True"
             )
         columns[f"__p{index}"] = values
-    frame = pl.DataFrame(columns)
-    slot = {name: f"__p{index}" for index, name in enumerate(template.placeholders())}
-    pieces: list[pl.Expr] = []
-    for literal, name, _, _ in template._parts():
-        if literal:
-            pieces.append(pl.lit(literal))
-        if name is not None:
-            pieces.append(pl.col(slot[name]))
-    text = pl.concat_str(pieces) if pieces else pl.lit("")
+        values_of[name] = _escaped(pl.col(f"__p{index}")) if need_escape else pl.col(f"__p{index}")
     # Serialize the request once around two unique markers, then splice the rows in.
     id_marker, text_marker = (f"\x00{secrets.token_hex(16)}\x00" for _ in range(2))
     request_json = _dumps(template.request(id_marker, text_marker))
     head, rest = request_json.split(_dumps(id_marker))
     middle, tail = rest.split(_dumps(text_marker))
-    line = pl.concat_str(
-        [
-            pl.lit(head),
-            _escaped(pl.col("__custom_id")),
-            pl.lit(middle),
-            _escaped(text),
-            pl.lit(tail),
-        ]
-    )
-    return (
-        frame.lazy()
-        .select(pl.col("__custom_id").alias("custom_id"), line.alias("request"))
+    custom_id = pl.col("__custom_id")
+    pieces: list[str | pl.Expr] = [
+        head + '"',
+        _escaped(custom_id) if ids_need_escape else custom_id,
+        '"' + middle + '"',
+    ]
+    for literal, name, _, _ in template._parts():
+        pieces.append(_json_inner(literal))
+        if name is not None:
+            pieces.append(values_of[name])
+    pieces.append('"' + tail)
+    line: list[pl.Expr] = []
+    literal = ""
+    for piece in pieces:
+        if isinstance(piece, str):
+            literal += piece  # adjacent literals as one
+        else:
+            line.extend([pl.lit(literal), piece] if literal else [piece])
+            literal = ""
+    line.append(pl.lit(literal))
+    lines = (
+        pl.DataFrame(columns)
+        .lazy()
+        .select(pl.concat_str(line).alias("request"))
         .collect(engine="streaming")
+        .to_series()
     )
+    return pl.DataFrame([ids.alias("custom_id"), lines])
 
 
 def render_request_lines(df: pl.DataFrame, template: RequestTemplate) -> pl.Series:

@@ -33,7 +33,7 @@ from batch_assets.core.limits import (
 )
 
 BOM = b"\xef\xbb\xbf"
-CHUNK_BYTES = 32 * 1024 * 1024
+CHUNK_BYTES = 16 * 1024 * 1024
 REQUEST_SCHEMA: dict[str, pl.DataType] = {
     "line": pl.String(),
     "custom_id": pl.String(),
@@ -175,30 +175,6 @@ def count_embedding_inputs(value: object) -> int:
             return 1
         return len(value)
     return 1
-
-
-def quick_check(request: object, endpoint: str) -> tuple[str, str] | None:
-    """(custom_id, model) of a plainly valid non-embeddings request dict, else None.
-
-    A fast path for streams of dicts: None means "not sure", and `check_request` decides.
-    """
-    if type(request) is not dict:
-        return None
-    custom_id = request.get("custom_id")
-    body = request.get("body")
-    if (
-        type(custom_id) is str
-        and custom_id
-        and custom_id.isascii()
-        and request.get("method") == "POST"
-        and request.get("url") == endpoint
-        and type(body) is dict
-        and endpoint != EMBEDDINGS
-    ):
-        model = body.get("model")
-        if type(model) is str and model and model.isascii():
-            return custom_id, model
-    return None
 
 
 def check_request(
@@ -475,32 +451,32 @@ class _Checker:
         return frame, error
 
 
-class _SeenIds:
+class SeenIds:
     """Every custom_id so far, in line order from line 1, to find duplicates."""
 
-    def __init__(self, checker: _Checker) -> None:
-        self._checker = checker
+    def __init__(self, source: str | None) -> None:
+        self._source = source
         self._ids: list[pl.Series] = []
 
-    def add(self, ids: pl.Series) -> None:
+    def add(self, ids: pl.Series | list[str]) -> None:
         """Record the custom_ids of the next lines."""
-        self._ids.append(ids)
+        self._ids.append(ids if isinstance(ids, pl.Series) else pl.Series(ids, dtype=pl.String))
 
     def raise_first_problem(self, error: RequestValidationError | None = None) -> None:
         """Raise the first duplicate custom_id, or else `error` (which comes after every id)."""
-        ids = pl.concat(self._ids) if self._ids else pl.Series(dtype=pl.String)
+        ids = pl.concat(self._ids, rechunk=True) if self._ids else pl.Series(dtype=pl.String)
         self._ids = [ids]
-        repeated = ~ids.is_first_distinct()
-        if repeated.any():
-            row = int(repeated.arg_true()[0])
+        if ids.n_unique() < ids.len():
+            row = int((~ids.is_first_distinct()).arg_true()[0])
             value = ids[row]
             earlier = int((ids.head(row) == value).arg_true()[0]) + 1
-            raise self._checker.error(
+            raise RequestValidationError(
                 f"{value!r} appears more than once (first on line {earlier}); "
                 "each custom_id must be unique",
                 line=row + 1,
                 field="custom_id",
                 code="duplicate_custom_id",
+                source=self._source,
             )
         if error is not None:
             raise error
@@ -527,6 +503,12 @@ class _ChunkReader:
                 return
             with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as view:
                 if view[:3] == BOM:
+                    end = view.find(b"\n", 0, max_bytes + 1)
+                    if end < 0 and size > max_bytes + 1:
+                        raise self._too_large(max_bytes + 1, at_least=True)
+                    first = view[: size if end < 0 else end].removesuffix(b"\r")
+                    if len(first) + 1 > max_bytes:  # a line's size is checked before its content
+                        raise self._too_large(len(first) + 1, at_least=False)
                     raise self.checker.error(
                         "the file starts with a UTF-8 byte order mark (BOM); "
                         "save it as UTF-8 without a BOM",
@@ -538,9 +520,10 @@ class _ChunkReader:
                     stop = min(start + self.chunk_bytes, size)
                     cut = view.rfind(b"\n", start, stop) + 1 if stop < size else size
                     if cut <= start:  # one line longer than a chunk
-                        cut = view.find(b"\n", stop, start + max_bytes) + 1
+                        # +1: a line that fits may have a CR before its LF
+                        cut = view.find(b"\n", stop, start + max_bytes + 1) + 1
                         if cut <= start:
-                            if size - start < max_bytes:
+                            if size - start <= max_bytes:
                                 cut = size
                             else:
                                 raise self._too_large(max_bytes + 1, at_least=True)
@@ -561,7 +544,7 @@ def _stream_frames(
     batches: Iterable[bytes], checker: _Checker, reader: _ChunkReader | None = None
 ) -> Iterator[pl.DataFrame]:
     """Analyze consecutive chunks of lines from line 1; raise the first problem in line order."""
-    seen = _SeenIds(checker)
+    seen = SeenIds(checker.source)
     next_line = 1
     try:
         for data in batches:

@@ -13,9 +13,10 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,16 +25,33 @@ import polars as pl
 from batch_assets.core.limits import DEFAULT_LIMITS, EMBEDDINGS, BatchLimits, check_endpoint
 from batch_assets.core.request_validation import (
     CHUNK_BYTES,
+    RequestInfo,
     RequestValidationError,
+    SeenIds,
     check_request,
     empty_input_error,
     iter_validated_file,
     iter_validated_lines,
-    quick_check,
 )
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 _FLUSH_BYTES = 1 << 20
+_NO_MODEL = object()
+
+
+def _not_serializable(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _chunk_encoder() -> Callable[[Any, int], Sequence[str]]:
+    """Like `json.dumps(value, ensure_ascii=False, allow_nan=False)`, in chunks to join, without
+    its per-call set-up: call it as `encode(value, 0)`."""
+    if c_make_encoder is None:  # no C accelerator (not CPython)
+        encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+        return lambda value, _: (encoder.encode(value),)
+    # No `markers`: a circular value ends in RecursionError instead of ValueError.
+    return c_make_encoder(  # type: ignore[no-any-return]
+        None, _not_serializable, encode_basestring, None, ": ", ", ", False, False, False
+    )
 
 
 @dataclass(frozen=True)
@@ -67,31 +85,41 @@ class _OpenShard:
         self.index = index
         self.model = model
         self.temp = temp
-        self.stream: IO[bytes] = temp.open("wb")
+        self.stream: IO[bytes] | None = None
+        self.exists = False
         self.sha256: Future[str] | None = None
         self.n_requests = 0
         self.n_bytes = 0
         self.n_chars = 0
         self.n_inputs = 0
-        self.pending: list[bytes] = []
-        self.pending_bytes = 0
+
+    def _stream(self) -> IO[bytes]:
+        if self.stream is None:
+            self.stream = self.temp.open("ab")
+            self.exists = True
+        return self.stream
 
     def write_lines(self, lines: pl.Series) -> None:
         """Write lines, each followed by LF, straight from polars."""
-        self.flush()
         # A one-column CSV without quoting is the lines themselves, each ended by LF.
-        lines.to_frame().write_csv(self.stream, include_header=False, quote_style="never")
+        options: dict[str, Any] = {"include_header": False, "quote_style": "never"}
+        if self.exists:
+            lines.to_frame().write_csv(self._stream(), **options)
+        else:  # polars writes a path faster than a Python file object
+            lines.to_frame().write_csv(self.temp, **options)
+            self.exists = True
 
-    def flush(self) -> None:
-        if self.pending:
-            self.stream.write(b"".join(self.pending))
-            self.pending, self.pending_bytes = [], 0
+    def write_encoded(self, lines: list[bytes]) -> None:
+        """Write UTF-8 lines, each followed by LF."""
+        if lines:
+            stream = self._stream()
+            stream.write(b"\n".join(lines))
+            stream.write(b"\n")
 
     def close(self, hasher: ThreadPoolExecutor) -> None:
         """Close the file and start hashing it in the background (overlapping further writes)."""
         if self.sha256 is None:
-            self.flush()
-            self.stream.close()
+            self._stream().close()
             self.sha256 = hasher.submit(_sha256_of, self.temp)
 
 
@@ -135,28 +163,16 @@ class ShardWriter:
             limits.max_embedding_inputs - shard.n_inputs,
         )
 
-    def add_line(self, model: str | None, line: bytes, n_chars: int, inputs: int = 0) -> None:
-        """Add one request line (UTF-8, no line end); the caller has validated it."""
-        size = len(line) + 1
+    def shard_for(self, model: str | None, size: int, inputs: int = 0) -> _OpenShard:
+        """The open shard of `model` if one more line of `size` bytes fits, else a new one."""
         shard = self._open.get(model)
         if shard is None:
-            shard = self._new_shard(model)
-        elif (
-            shard.n_requests >= self.limits.max_requests
-            or shard.n_bytes + size > self.limits.max_bytes
-            or shard.n_inputs + inputs > self.limits.max_embedding_inputs
-        ):
+            return self._new_shard(model)
+        room_requests, room_bytes, room_inputs = self._room(shard)
+        if room_requests < 1 or room_bytes < size or room_inputs < inputs:
             shard.close(self._hasher)
-            shard = self._new_shard(model)
-        shard.pending.append(line)
-        shard.pending.append(b"\n")
-        shard.pending_bytes += size
-        shard.n_requests += 1
-        shard.n_bytes += size
-        shard.n_chars += n_chars + 1
-        shard.n_inputs += inputs
-        if shard.pending_bytes >= _FLUSH_BYTES:
-            shard.flush()
+            return self._new_shard(model)
+        return shard
 
     def add_frame(self, frame: pl.DataFrame) -> None:
         """Add validated requests: columns line, model, n_bytes, embedding_inputs."""
@@ -243,7 +259,8 @@ class ShardWriter:
         self._hasher.shutdown(cancel_futures=True)
         for shard in self._all:
             try:
-                shard.stream.close()
+                if shard.stream is not None:
+                    shard.stream.close()
             finally:
                 shard.temp.unlink(missing_ok=True)
         self._all = []
@@ -305,51 +322,100 @@ def _requests_into(
     limits: BatchLimits,
     source: str | None,
 ) -> Iterator[None]:
+    """Validate, encode and place request dicts; the loop body is kept lean (it runs per dict)."""
     endpoint = writer.endpoint
-    seen: set[str] = set()
-    encode = _ENCODER.encode
-    add_line = writer.add_line
-    max_line = limits.max_bytes - 1
+    embeddings = endpoint == EMBEDDINGS
+    encode = _chunk_encoder()
+    max_requests, max_bytes = limits.max_requests, limits.max_bytes
+    max_inputs = limits.max_embedding_inputs
+    seen = SeenIds(source)
+    ids: list[str] = []  # custom_ids since the last flush
+    pending: list[bytes] = []  # lines since the last flush
+    shard: _OpenShard | None = None
+    # The counters of `shard`, kept in locals while it is the one being filled.
+    model_now: object = _NO_MODEL
+    n_requests = n_bytes = n_chars = n_inputs = flush_at = inputs = 0
     line = 0
-    for line, request in enumerate(requests, start=1):
-        quick = quick_check(request, endpoint)
-        if quick is None:
-            info = check_request(
-                request, line=line, endpoint=endpoint, limits=limits, source=source
-            )
-            custom_id, model, inputs = info.custom_id, info.model, info.embedding_inputs
-        else:
-            (custom_id, model), inputs = quick, 0
-        if custom_id in seen:
-            raise RequestValidationError(
-                f"{custom_id!r} appears more than once; each custom_id must be unique",
-                line=line,
-                field="custom_id",
-                code="duplicate_custom_id",
-                source=source,
-            )
-        seen.add(custom_id)
-        try:
-            text = encode(request)
-            data = text.encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise RequestValidationError(
-                f"cannot be written as JSON: {exc}",
-                line=line,
-                code="invalid_json_line",
-                source=source,
-            ) from None
-        if len(data) > max_line:
-            raise RequestValidationError(
-                f"the line is {len(data) + 1:,} bytes with its line end, more than max_bytes "
-                f"({limits.max_bytes:,}) allows in one batch",
-                line=line,
-                code="line_too_large",
-                source=source,
-            )
-        add_line(model, data, len(text), inputs)
-    if line == 0:
+
+    def check(request: object) -> RequestInfo:
+        return check_request(request, line=line, endpoint=endpoint, limits=limits, source=source)
+
+    try:
+        for line, request in enumerate(requests, start=1):
+            try:  # plainly valid, else `check` decides (and names the problem)
+                plain = (
+                    type(request) is dict
+                    and type(body := request["body"]) is dict
+                    and (custom_id := request["custom_id"]).isascii()
+                    and (model := body["model"]).isascii()
+                    and custom_id
+                    and model
+                    and request["method"] == "POST"
+                    and request["url"] == endpoint
+                    and not embeddings
+                )
+            except (LookupError, TypeError, AttributeError):
+                plain = False
+            if not plain:
+                info = check(request)
+                custom_id, model, inputs = info.custom_id, info.model, info.embedding_inputs
+            try:
+                text = "".join(encode(request, 0))
+                data = text.encode("utf-8")
+            except (TypeError, ValueError, RecursionError) as exc:
+                custom_id = check(request).custom_id  # a non-string custom_id or model, say
+                ids.append(custom_id)
+                raise RequestValidationError(
+                    f"cannot be written as JSON: {exc}",
+                    line=line,
+                    code="invalid_json_line",
+                    source=source,
+                ) from None
+            ids.append(custom_id)
+            size = len(data) + 1
+            if (
+                n_bytes + size > max_bytes
+                or n_requests == max_requests
+                or model != model_now
+                or (inputs and n_inputs + inputs > max_inputs)
+            ):
+                if size > max_bytes:
+                    raise RequestValidationError(
+                        f"the line is {size:,} bytes with its line end, more than max_bytes "
+                        f"({max_bytes:,}) allows in one batch",
+                        line=line,
+                        code="line_too_large",
+                        source=source,
+                    )
+                if shard is not None:
+                    shard.write_encoded(pending)
+                    shard.n_requests, shard.n_bytes = n_requests, n_bytes
+                    shard.n_chars, shard.n_inputs = n_chars, n_inputs
+                shard = writer.shard_for(model, size, inputs)
+                model_now, pending = model, []
+                n_requests, n_bytes = shard.n_requests, shard.n_bytes
+                n_chars, n_inputs = shard.n_chars, shard.n_inputs
+                flush_at = n_bytes + _FLUSH_BYTES
+            pending.append(data)
+            n_requests += 1
+            n_bytes += size
+            n_chars += len(text) + 1
+            n_inputs += inputs
+            if n_bytes >= flush_at:
+                shard.write_encoded(pending)  # type: ignore[union-attr]
+                seen.add(ids)
+                pending, ids, flush_at = [], [], n_bytes + _FLUSH_BYTES
+    except RequestValidationError as exc:
+        seen.add(ids)
+        seen.raise_first_problem(exc)
+        raise
+    if shard is None:
         raise empty_input_error(source)
+    shard.write_encoded(pending)
+    shard.n_requests, shard.n_bytes = n_requests, n_bytes
+    shard.n_chars, shard.n_inputs = n_chars, n_inputs
+    seen.add(ids)
+    seen.raise_first_problem()
     yield
 
 
@@ -385,12 +451,17 @@ def shard_request_frame(
     """
     if frame.height == 0:
         raise empty_input_error(source)
-    ids = frame[custom_id_column]
+    ids = frame[custom_id_column].rechunk()
     lines = frame[line_column]
-    problems = ids.is_null() | ~ids.is_first_distinct() | lines.is_null()
     n_bytes = lines.str.len_bytes().cast(pl.Int64)
-    problems = problems | (n_bytes >= limits.max_bytes)
-    if problems.any():
+    if (
+        ids.null_count()
+        or lines.null_count()
+        or n_bytes.max() >= limits.max_bytes  # type: ignore[operator]
+        or ids.n_unique() < frame.height
+    ):
+        problems = ids.is_null() | ~ids.is_first_distinct() | lines.is_null()
+        problems = problems | (n_bytes >= limits.max_bytes)
         row = int(problems.arg_true()[0])
         raise _frame_problem(ids[row], n_bytes[row], row + 1, limits, source)
     writer = ShardWriter(out_dir, endpoint=endpoint, limits=limits, prefix=prefix)
@@ -398,12 +469,16 @@ def shard_request_frame(
     requests = pl.DataFrame(
         {
             "line": lines,
-            "model": pl.repeat(model, frame.height, dtype=pl.String, eager=True),
             "n_bytes": n_bytes,
             "embedding_inputs": pl.repeat(inputs, frame.height, dtype=pl.Int64, eager=True),
         }
     )
-    return _write_all(writer, _frames_into(writer, [requests]))
+
+    def fill() -> Iterator[None]:
+        writer._place(model, requests)
+        yield
+
+    return _write_all(writer, fill())
 
 
 def _frame_problem(

@@ -371,3 +371,20 @@ def test_decode_json_answers_needs_a_type() -> None:
         pl.DataFrame({"answer": ['{"a": 1}']}), dtype=pl.Struct({"a": pl.Int64})
     )
     assert frame["answer_json"].to_list() == [{"a": 1}]
+
+
+def test_a_line_that_is_not_json_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "output.jsonl"
+    path.write_text(json.dumps(line("a", None)) + "\n\n" + '{"custom_id": "b", \n')
+    with pytest.raises(ValueError, match=r"output\.jsonl: line 3 is not valid JSON"):
+        parse_batch_file(path)
+
+
+def test_last_line_without_line_end_and_wrong_types(tmp_path: Path) -> None:
+    path = tmp_path / "output.jsonl"
+    odd = line("b", chat_body("hi")) | {"response": {"status_code": "200", "body": []}}
+    path.write_text(json.dumps(line("a", chat_body("x"))) + "\r\n" + json.dumps(odd))
+    frame = parse_batch_file(path, batch_id="b")
+    assert frame["custom_id"].to_list() == ["a", "b"]
+    assert frame["answer"].to_list() == ["x", None]
+    assert frame["status_code"].to_list() == [200, None]
