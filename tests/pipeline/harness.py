@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,25 @@ def make_defs(
             resources={"openai_batch": resource_for(server)},
         ),
     )
+
+
+def chat_request(custom_id: str, content: str | None = None) -> dict:
+    """One chat-completions request line whose message is `content` (default: the custom_id)."""
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": custom_id if content is None else content}],
+        },
+    }
+
+
+def write_chat_requests(path: Path, custom_ids: Sequence[str]) -> Path:
+    """A JSONL file of chat requests, one per custom_id."""
+    path.write_text("".join(json.dumps(chat_request(custom_id)) + "\n" for custom_id in custom_ids))
+    return path
 
 
 def storage(tmp_path: Path) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 
@@ -16,30 +15,13 @@ from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.sensor import batch_completion_sensor
 from batch_assets.pipeline.sources import JsonlFileSource
 from tests.local_api_server import LocalBatchAPI
-from tests.pipeline.harness import TEST_API_KEY, Harness
+from tests.pipeline.harness import TEST_API_KEY, Harness, write_chat_requests
 
 IDS = [f"f{i:03d}" for i in range(80)]
 
 
 def _harness(api: LocalBatchAPI, tmp_path: Path, instance: dg.DagsterInstance) -> Harness:
-    source = tmp_path / "requests.jsonl"
-    source.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "custom_id": custom_id,
-                    "method": "POST",
-                    "url": "/v1/chat/completions",
-                    "body": {
-                        "model": "gpt-4o-mini",
-                        "messages": [{"role": "user", "content": "x"}],
-                    },
-                }
-            )
-            + "\n"
-            for custom_id in IDS
-        )
-    )
+    source = write_chat_requests(tmp_path / "requests.jsonl", IDS)
     defs = dg.Definitions.merge(
         build_batch_pipeline("faults", JsonlFileSource(source), storage_dir=tmp_path / "gen"),
         dg.Definitions(

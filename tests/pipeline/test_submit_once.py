@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import dagster as dg
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.sources import JsonlFileSource
 from tests.local_api_server import LocalBatchAPI, wait_for
-from tests.pipeline.harness import Harness, make_defs
+from tests.pipeline.harness import Harness, make_defs, write_chat_requests
 
 ROOT = Path(__file__).resolve().parents[2]
 IDS = [f"s{i:03d}" for i in range(20)]
@@ -23,24 +22,7 @@ KEYS = ["once_requests", "once_batch"]
 
 
 def _harness(base_url: str, tmp_path: Path) -> Harness:
-    source = tmp_path / "requests.jsonl"
-    source.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "custom_id": custom_id,
-                    "method": "POST",
-                    "url": "/v1/chat/completions",
-                    "body": {
-                        "model": "gpt-4o-mini",
-                        "messages": [{"role": "user", "content": custom_id}],
-                    },
-                }
-            )
-            + "\n"
-            for custom_id in IDS
-        )
-    )
+    source = write_chat_requests(tmp_path / "requests.jsonl", IDS)
     server = LocalBatchAPI(tmp_path / "unused")
     server.base_url = base_url
     pipeline = build_batch_pipeline("once", JsonlFileSource(source), storage_dir=tmp_path / "gen")

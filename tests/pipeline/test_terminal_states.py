@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from batch_assets.core.limits import BatchLimits
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.sources import IteratorSource, JsonlFileSource
 from tests.local_api_server import LocalBatchAPI, wait_for
-from tests.pipeline.harness import TEST_API_KEY, Harness, make_defs
+from tests.pipeline.harness import TEST_API_KEY, Harness, make_defs, write_chat_requests
 
 IDS = [f"r{i:03d}" for i in range(60)]
 
@@ -22,24 +21,7 @@ IDS = [f"r{i:03d}" for i in range(60)]
 def _harness(
     api: LocalBatchAPI, tmp_path: Path, instance: dg.DagsterInstance, max_attempts: int = 1
 ) -> Harness:
-    source = tmp_path / "requests.jsonl"
-    source.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "custom_id": custom_id,
-                    "method": "POST",
-                    "url": "/v1/chat/completions",
-                    "body": {
-                        "model": "gpt-4o-mini",
-                        "messages": [{"role": "user", "content": custom_id}],
-                    },
-                }
-            )
-            + "\n"
-            for custom_id in IDS
-        )
-    )
+    source = write_chat_requests(tmp_path / "requests.jsonl", IDS)
     pipeline = build_batch_pipeline(
         "ends", JsonlFileSource(source), storage_dir=tmp_path / "gen", max_attempts=max_attempts
     )
