@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from openai import OpenAI
 
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.sensor import batch_completion_sensor
@@ -88,6 +89,19 @@ class Harness:
             if output_key in materialized or not result.success:
                 return result
         raise AssertionError(f"{output_key} was not materialized within {attempts} runs")
+
+    def submit_and_wait_for_progress(
+        self, server: LocalBatchAPI, name: str, completed: int = 5
+    ) -> tuple[str, OpenAI]:
+        """Materialize a one-shard pipeline's requests and batch; wait until `completed` are done.
+
+        Returns the batch id and an SDK client for the server.
+        """
+        self.materialize([f"{name}_requests", f"{name}_batch"])
+        [batch_id] = self.latest_metadata(f"{name}_batch")["batch_ids"]
+        client = OpenAI(base_url=server.base_url, api_key=TEST_API_KEY)
+        wait_for(lambda: client.batches.retrieve(batch_id).request_counts.completed >= completed)
+        return batch_id, client
 
     def latest_metadata(self, key: str) -> dict:
         """The metadata of an asset's latest materialization."""

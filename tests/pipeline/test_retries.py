@@ -71,10 +71,7 @@ def test_a_cancel_nobody_asked_for_is_retried_until_every_request_is_answered(
     api.configure(seconds_per_request=0.05)
     with dg.instance_for_test() as instance:
         harness = _harness(api, tmp_path, instance)
-        harness.materialize(["retry_requests", "retry_batch"])
-        [batch_id] = harness.latest_metadata("retry_batch")["batch_ids"]
-        client = OpenAI(base_url=api.base_url, api_key=TEST_API_KEY)
-        wait_for(lambda: client.batches.retrieve(batch_id).request_counts.completed >= 5)
+        batch_id, client = harness.submit_and_wait_for_progress(api, "retry")
         client.batches.cancel(batch_id)
         api.configure(seconds_per_request=0.0)
 

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from openai import OpenAI
 
 from batch_assets.core.limits import BatchLimits
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.sources import IteratorSource, JsonlFileSource
-from tests.local_api_server import LocalBatchAPI, wait_for
-from tests.pipeline.harness import TEST_API_KEY, Harness, make_defs, write_chat_requests
+from tests.local_api_server import LocalBatchAPI
+from tests.pipeline.harness import Harness, make_defs, write_chat_requests
 
 IDS = [f"r{i:03d}" for i in range(60)]
 
@@ -120,10 +119,7 @@ def test_cancelled_keeps_finished_results_and_lists_the_rest(
     api.configure(seconds_per_request=0.05)
     with dg.instance_for_test() as instance:
         harness = _harness(api, tmp_path, instance)
-        harness.materialize(["ends_requests", "ends_batch"])
-        [batch_id] = harness.latest_metadata("ends_batch")["batch_ids"]
-        client = OpenAI(base_url=api.base_url, api_key=TEST_API_KEY)
-        wait_for(lambda: client.batches.retrieve(batch_id).request_counts.completed >= 5)
+        batch_id, client = harness.submit_and_wait_for_progress(api, "ends")
         client.batches.cancel(batch_id)
         result = harness.run_requested(harness.tick_until_run_requested())
 
@@ -140,10 +136,7 @@ def test_cancel_job_cancels_running_batches_and_the_sensor_keeps_what_finished(
     api.configure(seconds_per_request=0.05)
     with dg.instance_for_test() as instance:
         harness = _harness(api, tmp_path, instance)
-        harness.materialize(["ends_requests", "ends_batch"])
-        [batch_id] = harness.latest_metadata("ends_batch")["batch_ids"]
-        client = OpenAI(base_url=api.base_url, api_key=TEST_API_KEY)
-        wait_for(lambda: client.batches.retrieve(batch_id).request_counts.completed >= 5)
+        batch_id, client = harness.submit_and_wait_for_progress(api, "ends")
 
         cancel = harness.defs.resolve_job_def("ends_cancel_job").execute_in_process(
             instance=instance
