@@ -26,10 +26,11 @@ HOLD_STEP_SECONDS = 0.05
 
 
 class GatewayStats:
-    """Counts of API calls by method and route."""
+    """Counts of API calls by method and route, and of the 429/503 answers injected."""
 
     def __init__(self) -> None:
         self._calls: Counter[str] = Counter()
+        self.injected_errors = 0
 
     def record(self, method: str, path: str) -> None:
         """Count one call, with object ids folded into `{id}`."""
@@ -37,11 +38,16 @@ class GatewayStats:
 
     def snapshot(self) -> dict[str, Any]:
         """The counts so far and their total."""
-        return {"total": sum(self._calls.values()), "calls": dict(self._calls)}
+        return {
+            "total": sum(self._calls.values()),
+            "calls": dict(self._calls),
+            "injected_errors": self.injected_errors,
+        }
 
     def reset(self) -> None:
         """Forget every count."""
         self._calls.clear()
+        self.injected_errors = 0
 
 
 class Gateway:
@@ -134,6 +140,7 @@ class Gateway:
         settings = self.engine.settings
         if settings.http_error_rate <= 0 or self._random.random() >= settings.http_error_rate:
             return None
+        self.stats.injected_errors += 1
         delay = settings.retry_after_seconds
         headers = {
             "retry-after": str(math.ceil(delay)),

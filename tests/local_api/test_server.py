@@ -103,6 +103,7 @@ def test_http_error_rate_answers_429_and_503_with_retry_after(
     local_api: LocalBatchAPI,
 ) -> None:
     local_api.configure(http_error_rate=1.0, retry_after_seconds=0.01)
+    local_api.admin("DELETE", "stats")
     statuses = set()
     for _ in range(20):
         try:
@@ -114,6 +115,7 @@ def test_http_error_rate_answers_429_and_503_with_retry_after(
             assert set(json.loads(error.read())["error"]) == {"message", "type", "param", "code"}
     assert statuses == {429, 503}
     assert local_api.admin()["http_error_rate"] == 1.0
+    assert local_api.admin("GET", "stats")["injected_errors"] == 20
 
 
 def test_sdk_retries_through_injected_errors(local_api: LocalBatchAPI) -> None:

@@ -17,9 +17,11 @@ from tests.local_api_server import LocalBatchAPI, wait_for
 TEST_API_KEY = "sk-test-0123456789abcdef"
 
 
-def resource_for(server: LocalBatchAPI) -> OpenAIBatchResource:
+def resource_for(server: LocalBatchAPI, max_retries: int = 3) -> OpenAIBatchResource:
     """The resource pointed at a local Batch API."""
-    return OpenAIBatchResource(api_key=TEST_API_KEY, base_url=server.base_url, max_retries=3)
+    return OpenAIBatchResource(
+        api_key=TEST_API_KEY, base_url=server.base_url, max_retries=max_retries
+    )
 
 
 @dataclass
@@ -111,7 +113,11 @@ class Harness:
 
 
 def make_defs(
-    pipeline: dg.Definitions, server: LocalBatchAPI, extra_assets: Sequence = ()
+    pipeline: dg.Definitions,
+    server: LocalBatchAPI,
+    extra_assets: Sequence = (),
+    *,
+    max_retries: int = 3,
 ) -> dg.Definitions:
     """A pipeline's definitions with the sensor and the resource pointed at `server`."""
     return dg.Definitions.merge(
@@ -119,7 +125,7 @@ def make_defs(
         dg.Definitions(
             assets=list(extra_assets),
             sensors=[batch_completion_sensor],
-            resources={"openai_batch": resource_for(server)},
+            resources={"openai_batch": resource_for(server, max_retries)},
         ),
     )
 

@@ -1,4 +1,4 @@
-"""The JSONL-file and iterator ways in, validation before upload, and sharding."""
+"""The JSONL-file and iterator ways in, and sharding."""
 
 from __future__ import annotations
 
@@ -54,33 +54,6 @@ def test_jsonl_file_end_to_end_with_raw_files_kept(api: LocalBatchAPI, tmp_path:
         assert output["status_code"].unique().to_list() == [200]
         assert output["answer"].null_count() == 0
         assert result.output_for_node("tickets_download", "tickets_errors").height == 0
-
-
-def test_bad_line_fails_before_upload_and_keeps_previous_files(
-    api: LocalBatchAPI, tmp_path: Path
-) -> None:
-    source = _write_jsonl(tmp_path / "in.jsonl", [_chat("a", "x"), _chat("b", "y")])
-    pipeline = build_batch_pipeline(
-        "checked", JsonlFileSource(source), storage_dir=tmp_path / "gen"
-    )
-    with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(pipeline, api), instance)
-        assert harness.materialize(["checked_requests"]).success
-        [previous] = harness.latest_metadata("checked_requests")["shard_files"]
-        previous_bytes = Path(previous).read_bytes()
-        _write_jsonl(
-            source, [_chat("a", "x"), _chat("b", "y"), '{"custom_id": "c", "method": "POST"']
-        )
-        api.admin("DELETE", "stats")
-
-        failed = harness.materialize(["checked_requests", "checked_batch"], raise_on_error=False)
-
-        assert not failed.success
-        error = next(e for e in failed.all_events if e.is_step_failure).step_failure_data.error
-        assert "line 3" in error.message
-        assert api.admin("GET", "stats")["total"] == 0
-        assert Path(previous).read_bytes() == previous_bytes
-        assert harness.latest_metadata("checked_requests")["shard_files"] == [previous]
 
 
 def test_iterator_streams_into_shards_by_limit(api: LocalBatchAPI, tmp_path: Path) -> None:

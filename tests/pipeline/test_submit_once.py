@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -15,8 +10,8 @@ from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.sources import JsonlFileSource
 from tests.local_api_server import LocalBatchAPI, wait_for
 from tests.pipeline.harness import Harness, make_defs, write_chat_requests
+from tests.pipeline.killed_runs import kill_when, start_run
 
-ROOT = Path(__file__).resolve().parents[2]
 IDS = [f"s{i:03d}" for i in range(20)]
 KEYS = ["once_requests", "once_batch"]
 
@@ -36,28 +31,6 @@ def main(base_url: str, tmp_path: str) -> None:
     _harness(base_url, Path(tmp_path)).materialize(KEYS)
 
 
-def _start_run(api: LocalBatchAPI, tmp_path: Path) -> subprocess.Popen[bytes]:
-    code = "import sys; from tests.pipeline.test_submit_once import main; main(*sys.argv[1:])"
-    return subprocess.Popen(
-        [sys.executable, "-c", code, api.base_url, str(tmp_path)],
-        cwd=ROOT,
-        stdout=(tmp_path / "run.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _kill_when(
-    process: subprocess.Popen[bytes], ready: Callable[[], object], tmp_path: Path
-) -> None:
-    try:
-        wait_for(lambda: process.poll() is not None or ready(), timeout=120, interval=0.05)
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-    assert process.returncode == -signal.SIGKILL, (tmp_path / "run.log").read_text()
-
-
 def _calls(api: LocalBatchAPI) -> dict[str, int]:
     return api.admin("GET", "stats")["calls"]
 
@@ -65,8 +38,8 @@ def _calls(api: LocalBatchAPI) -> dict[str, int]:
 def test_a_run_killed_after_upload_reuses_the_upload(api: LocalBatchAPI, tmp_path: Path) -> None:
     client = api.client()
     api.configure(create_delay_seconds=600)
-    run = _start_run(api, tmp_path)
-    _kill_when(run, lambda: _calls(api).get("POST /v1/batches", 0) >= 1, tmp_path)
+    run = start_run(__name__, api.base_url, str(tmp_path), log=tmp_path / "run.log")
+    kill_when(run, lambda: _calls(api).get("POST /v1/batches", 0) >= 1, tmp_path / "run.log")
     orphans = client.files.list(purpose="batch").data
     assert len(orphans) == 1
     assert wait_for(lambda: client.batches.list().data == [], timeout=5)
@@ -89,8 +62,8 @@ def test_a_run_killed_after_upload_reuses_the_upload(api: LocalBatchAPI, tmp_pat
 def test_a_run_killed_after_create_reuses_the_batch(api: LocalBatchAPI, tmp_path: Path) -> None:
     client = api.client()
     api.configure(create_reply_delay_seconds=600)
-    run = _start_run(api, tmp_path)
-    _kill_when(run, lambda: client.batches.list().data, tmp_path)
+    run = start_run(__name__, api.base_url, str(tmp_path), log=tmp_path / "run.log")
+    kill_when(run, lambda: client.batches.list().data, tmp_path / "run.log")
     [created] = client.batches.list().data
     harness = _harness(api.base_url, tmp_path)
     assert harness.instance.get_latest_materialization_event(dg.AssetKey("once_batch")) is None

@@ -1,0 +1,399 @@
+"""The fault suite: a pipeline driven to its end under each fault, then the three guarantees.
+
+After every fault: each input custom_id is in exactly one of output and errors; no two batches
+share a shard key (nor two uploads a name); no file under the pipeline's storage is half-written.
+`FAULTS` is also the README's table (`test_the_readme_table_is_the_fault_suite`).
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import openai
+import pytest
+
+from batch_assets.core.limits import BatchLimits
+from batch_assets.pipeline.factory import build_batch_pipeline
+from batch_assets.pipeline.sources import JsonlFileSource
+from tests.local_api_server import LocalBatchAPI, wait_for
+from tests.pipeline.harness import Harness, make_defs, write_chat_requests
+from tests.pipeline.invariants import (
+    assert_each_custom_id_once,
+    assert_no_half_written_file,
+    assert_no_shared_shard_key,
+)
+from tests.pipeline.killed_runs import kill_when, start_run
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = "faults"
+IDS = [f"x{i:03d}" for i in range(90)]
+SHARD_SIZE = 30
+MAX_ATTEMPTS = 3
+SUBMIT = [f"{NAME}_requests", f"{NAME}_batch"]
+OUTPUT = f"{NAME}_output"
+
+
+def build_harness(base_url: str, tmp_path: Path, max_retries: int = 2) -> Harness:
+    """Three shards of 30 requests, up to 3 attempts, on an instance kept under `tmp_path`."""
+    source = tmp_path / "requests.jsonl"
+    if not source.exists():
+        write_chat_requests(source, IDS)
+    pipeline = build_batch_pipeline(
+        NAME,
+        JsonlFileSource(source),
+        storage_dir=tmp_path / "gen",
+        max_attempts=MAX_ATTEMPTS,
+        limits=BatchLimits(max_requests=SHARD_SIZE),
+    )
+    server = LocalBatchAPI(tmp_path / "unused")
+    server.base_url = base_url
+    (tmp_path / "dagster").mkdir(exist_ok=True)
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    return Harness(make_defs(pipeline, server, max_retries=max_retries), instance)
+
+
+def main(base_url: str, tmp_path: str) -> None:
+    """Materialize the submission in this process: what a killed run executes."""
+    build_harness(base_url, Path(tmp_path)).materialize(SUBMIT)
+
+
+@dataclass
+class FaultRun:
+    """One fault's test: the local Batch API, the pipeline, and the steps every fault shares."""
+
+    api: LocalBatchAPI
+    tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch
+    max_retries: int = 2
+    _harness: Harness | None = field(default=None, repr=False)
+
+    @property
+    def harness(self) -> Harness:
+        """The pipeline's harness, made on first use with `max_retries`."""
+        if self._harness is None:
+            self._harness = build_harness(self.api.base_url, self.tmp_path, self.max_retries)
+        return self._harness
+
+    @property
+    def client(self) -> openai.OpenAI:
+        """The SDK pointed at the local Batch API."""
+        return self.api.client()
+
+    def calls(self, route: str) -> int:
+        """How many calls the local Batch API has answered on `route`."""
+        return self.api.admin("GET", "stats")["calls"].get(route, 0)
+
+    def submit(self) -> None:
+        """Materialize the requests and their batches."""
+        assert self.harness.materialize(SUBMIT).success
+
+    def finish(self) -> dg.ExecuteInProcessResult:
+        """Tick the sensor and run what it asks for until the output is materialized."""
+        return self.harness.run_until_downloaded(OUTPUT)
+
+    def killed_submission(self, ready: Callable[[], object]) -> None:
+        """A submission in a child process, SIGKILLed as soon as `ready()` holds."""
+        log = self.tmp_path / "killed-run.log"
+        run = start_run(__name__, self.api.base_url, str(self.tmp_path), log=log)
+        kill_when(run, ready, log)
+
+    def wait_for_progress(self, completed: int = 5) -> list[str]:
+        """The submission's batch ids, once its first batch has finished `completed` requests."""
+        batch_ids = self.harness.latest_metadata(f"{NAME}_batch")["batch_ids"]
+        first = self.client.batches.retrieve
+        wait_for(lambda: first(batch_ids[0]).request_counts.completed >= completed)
+        return batch_ids
+
+
+def killed_after_upload(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.api.configure(create_delay_seconds=600)
+    run.killed_submission(lambda: run.calls("POST /v1/batches") >= 1)
+    assert run.client.batches.list().data == []
+    run.api.configure(create_delay_seconds=0)
+    run.submit()
+    assert run.harness.latest_metadata(f"{NAME}_batch")["reused_uploads"] >= 1
+    return run.finish()
+
+
+def killed_after_create(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.api.configure(create_reply_delay_seconds=600)
+    run.killed_submission(lambda: run.client.batches.list().data)
+    run.api.configure(create_reply_delay_seconds=0)
+    run.submit()
+    assert run.harness.latest_metadata(f"{NAME}_batch")["reused_batches"] >= 1
+    return run.finish()
+
+
+def materialized_twice(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.submit()
+    run.submit()
+    assert run.harness.latest_metadata(f"{NAME}_batch")["reused_batches"] == 3
+    return run.finish()
+
+
+def error_bursts(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.max_retries = 10
+    run.api.configure(http_error_rate=0.4, retry_after_seconds=0.05)
+    run.submit()
+    result = run.finish()
+    assert run.api.admin("GET", "stats")["injected_errors"] > 0
+    return result
+
+
+def download_cut(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.submit()
+    run.api.configure(cut_downloads_after_bytes=1000)
+    result = run.finish()
+    files = result.output_for_node(f"{NAME}_download", OUTPUT).output_files
+    assert len(files) == 3
+    for path in files:
+        batch_id = path.name.removesuffix("_output.jsonl")
+        file_id = run.client.batches.retrieve(batch_id).output_file_id
+        assert path.read_bytes() == run.client.files.content(file_id).read()
+    assert run.calls("GET /v1/files/{id}/content") >= 2 * len(files)
+    return result
+
+
+def api_killed_and_restarted(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.api.configure(seconds_per_request=0.02)
+    run.submit()
+    run.harness.tick()
+    run.api.stop(signal.SIGKILL)
+    run.api.restart()
+    return run.finish()
+
+
+def sensor_tick_raises(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.submit()
+    run.api.configure(http_error_rate=1.0, retry_after_seconds=0.01)
+    with pytest.raises((openai.RateLimitError, openai.InternalServerError)):
+        run.harness.tick()
+    run.api.configure(http_error_rate=0.0)
+    return run.finish()
+
+
+def download_run_fails(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.submit()
+    request = run.harness.tick_until_run_requested()
+    run.api.configure(http_error_rate=1.0, retry_after_seconds=0.01)
+    assert not run.harness.run_requested(request).success
+    run.api.configure(http_error_rate=0.0)
+    again = run.harness.run_requested(request)
+    assert again.success
+    assert run.harness.tick().run_requests == []
+    return again
+
+
+def per_request_errors(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.api.configure(fail_rate=0.3)
+    run.submit()
+    result = run.finish()
+    assert run.harness.latest_metadata(OUTPUT)["attempts"] > 1
+    return result
+
+
+def request_timeouts(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.api.configure(timeout_rate=0.3)
+    run.submit()
+    result = run.finish()
+    assert run.harness.latest_metadata(OUTPUT)["attempts"] > 1
+    return result
+
+
+def window_over(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.api.configure(seconds_per_request=0.05, window_seconds=0.5)
+    run.submit()
+    result = run.finish()
+    assert run.harness.latest_metadata(OUTPUT)["attempts"] == MAX_ATTEMPTS
+    assert run.harness.latest_metadata(f"{NAME}_errors")["row_count"] > 0
+    return result
+
+
+def cancelled_outside(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.api.configure(seconds_per_request=0.05)
+    run.submit()
+    batch_ids = run.wait_for_progress()
+    run.client.batches.cancel(batch_ids[0])
+    run.api.configure(seconds_per_request=0.0)
+    return run.finish()
+
+
+def cancel_job(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.api.configure(seconds_per_request=0.05)
+    run.submit()
+    run.wait_for_progress()
+    job = run.harness.defs.resolve_job_def(f"{NAME}_cancel_job")
+    assert job.execute_in_process(instance=run.harness.instance).success
+    result = run.finish()
+    assert run.harness.latest_metadata(f"{NAME}_errors")["row_count"] > 0
+    return result
+
+
+def token_limit(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.monkeypatch.setenv("BATCH_ASSETS_TOKEN_LIMIT_BACKOFF_SECONDS", "0.5")
+    run.api.configure(enqueued_token_limit=300, seconds_per_request=0.01)
+    run.submit()
+    result = run.finish()
+    assert run.harness.latest_metadata(f"{NAME}_batch")["token_limit_waits"] >= 1
+    return result
+
+
+def every_request_fails(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.api.configure(fail_rate=1.0)
+    run.submit()
+    result = run.finish()
+    assert run.harness.latest_metadata(OUTPUT)["row_count"] == 0
+    assert run.harness.latest_metadata(f"{NAME}_errors")["row_count"] == len(IDS)
+    return result
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault: how the suite makes it happen, what must hold besides the three guarantees."""
+
+    name: str
+    how: str
+    held: str
+    drive: Callable[[FaultRun], dg.ExecuteInProcessResult]
+    errors: frozenset[str] = frozenset()
+
+
+FAULTS = [
+    Fault(
+        "run killed after the upload, before the batch is created",
+        "child run SIGKILLed while `POST /v1/batches` is held (`create_delay_seconds`)",
+        "the re-run reuses the orphaned uploads",
+        killed_after_upload,
+    ),
+    Fault(
+        "run killed after the batch is created, before it is recorded",
+        "child run SIGKILLed while the create answer is held (`create_reply_delay_seconds`)",
+        "the re-run finds the batches by shard key and keeps them",
+        killed_after_create,
+    ),
+    Fault(
+        "the same requests materialized twice",
+        "two materializations of the submission",
+        "the second reuses all three batches",
+        materialized_twice,
+    ),
+    Fault(
+        "429 and 503 bursts with `retry-after` on every endpoint",
+        "`http_error_rate` 0.4 for the whole pipeline",
+        "the SDK retries; the pipeline ends as if nothing happened",
+        error_bursts,
+    ),
+    Fault(
+        "connection cut in the middle of every download",
+        "`cut_downloads_after_bytes`",
+        "each download resumes with a Range request; files equal the server's bytes",
+        download_cut,
+    ),
+    Fault(
+        "Batch API killed (`kill -9`) and restarted while batches run",
+        "SIGKILL, restart on the same state",
+        "the batches carry on; the sensor finds them again",
+        api_killed_and_restarted,
+    ),
+    Fault(
+        "a sensor tick that raises",
+        "every call answered 429/503 during one tick",
+        "the next tick requests the run",
+        sensor_tick_raises,
+    ),
+    Fault(
+        "a download run that fails",
+        "every call answered 429/503 during the run",
+        "executing the same run request again succeeds; the sensor asks no second time",
+        download_run_fails,
+    ),
+    Fault(
+        "per-request 5xx",
+        "`fail_rate` 0.3",
+        "failed requests resubmitted in follow-up batches, up to `max_attempts`",
+        per_request_errors,
+        frozenset({"server_error"}),
+    ),
+    Fault(
+        "`request_timeout` lines",
+        "`timeout_rate` 0.3",
+        "timed-out requests resubmitted in follow-up batches, up to `max_attempts`",
+        request_timeouts,
+        frozenset({"request_timeout"}),
+    ),
+    Fault(
+        "completion window over",
+        "`window_seconds` 0.5",
+        "finished results kept, the rest resubmitted, then listed as `batch_expired`",
+        window_over,
+        frozenset({"batch_expired"}),
+    ),
+    Fault(
+        "batch cancelled outside the pipeline",
+        "SDK `batches.cancel` on one batch",
+        "its unfinished requests resubmitted",
+        cancelled_outside,
+    ),
+    Fault(
+        "batches cancelled by `<name>_cancel_job`",
+        "the job, mid-run",
+        "finished results kept, the rest listed as `batch_cancelled`, not resubmitted",
+        cancel_job,
+        frozenset({"batch_cancelled"}),
+    ),
+    Fault(
+        "`token_limit_exceeded`",
+        "`enqueued_token_limit` below the three shards' tokens",
+        "the pipeline waits, resubmits with backoff, and never fails",
+        token_limit,
+    ),
+    Fault(
+        "every request failed",
+        "`fail_rate` 1",
+        "retried up to `max_attempts`; empty output, every request in the errors",
+        every_request_fails,
+        frozenset({"server_error"}),
+    ),
+]
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[fault.drive.__name__ for fault in FAULTS])
+def test_fault(
+    fault: Fault, api: LocalBatchAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = FaultRun(api, tmp_path, monkeypatch)
+
+    result = fault.drive(run)
+
+    assert result.success
+    metadata = run.harness.latest_metadata(OUTPUT)
+    errors_metadata = run.harness.latest_metadata(f"{NAME}_errors")
+    _, errors = assert_each_custom_id_once(
+        Path(metadata["output_table"]), Path(errors_metadata["errors_table"]), IDS
+    )
+    assert set(errors["error_code"].drop_nulls().to_list()) <= fault.errors
+    api.configure(http_error_rate=0.0)
+    assert_no_shared_shard_key(run.client)
+    assert_no_half_written_file(tmp_path / "gen")
+
+
+def readme_table() -> str:
+    """The README's table of faults, from `FAULTS`."""
+    rows = [
+        "| fault | how the suite makes it happen | what held, besides the three guarantees |",
+        "|---|---|---|",
+    ]
+    rows += [f"| {fault.name} | {fault.how} | {fault.held} |" for fault in FAULTS]
+    return "\n".join(rows)
+
+
+def test_the_readme_table_is_the_fault_suite() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = re.search(r"^\| fault \|.*?(?=\n\n)", readme, re.MULTILINE | re.DOTALL)
+    assert table is not None
+    assert table.group(0) == readme_table()
