@@ -202,7 +202,7 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
     def download(context: dg.AssetExecutionContext, submission: Submission) -> Iterator[dg.Output]:
         resource: OpenAIBatchResource = getattr(context.resources, spec.resource_key)
         client = resource.client
-        attempts = recorded_attempts(context.instance, spec, submission)
+        attempts, submitted_at = recorded_attempts(context.instance, spec, submission)
         latest = attempts[-1]
         found = client.find_batches(
             {batch_id for attempt in attempts for batch_id in attempt.submission.batch_ids}
@@ -237,7 +237,8 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
         answered = (merged["status_code"] == 200).fill_null(False)
         errors = merged.filter(~answered)
         cancelled_on_request = bool(
-            cancel_requested_ids(context.instance, spec) & set(latest.submission.batch_ids)
+            cancel_requested_ids(context.instance, spec, submitted_at)
+            & set(latest.submission.batch_ids)
         )
         retry_ids = set(
             errors.filter(retryable(errors, cancel_requested=cancelled_on_request))["custom_id"]

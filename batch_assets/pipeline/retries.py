@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from batch_assets.pipeline.submission import submit_shards
 
 RETRY_OF_KEY = "batch_assets_retry_of"
 ATTEMPT_KEY = "batch_assets_attempt"
-RECORDS_SCANNED = 1000
+RECORDS_PER_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -34,31 +35,55 @@ def submission_key(submission: Submission) -> str:
     return submission_run_key(submission.batch_ids)
 
 
+def _newest_first(
+    fetch: Callable[..., dg.EventRecordsResult], key: dg.AssetKey
+) -> Iterator[dg.EventLogRecord]:
+    """Every record `fetch` finds for `key`, newest first, read in pages."""
+    cursor = None
+    while True:
+        page = fetch(key, limit=RECORDS_PER_PAGE, cursor=cursor)
+        yield from page.records
+        if not page.has_more:
+            return
+        cursor = page.cursor
+
+
 def recorded_attempts(
     instance: dg.DagsterInstance, spec: PipelineSpec, first: Submission
-) -> list[Attempt]:
-    """The first submission and every follow-up recorded for it, in order."""
+) -> tuple[list[Attempt], int]:
+    """The first submission and its follow-ups, in order, and the storage id of the first
+    submission's materialization (0 if it is gone): nothing of the submission is older.
+    """
     root = submission_key(first)
-    follow_ups: dict[int, Submission] = {}
-    records = instance.fetch_materializations(spec.batch_key, limit=RECORDS_SCANNED).records
-    for record in records:
+    follow_ups: dict[int, Attempt] = {}
+    since = 0
+    for record in _newest_first(instance.fetch_materializations, spec.batch_key):
         materialization = record.asset_materialization
         if materialization is None:
             continue
         metadata = {name: value.value for name, value in materialization.metadata.items()}
-        if metadata.get("retry_of") != root:
+        if metadata.get("retry_of") is None:
+            batch_ids = list(metadata.get("batch_ids") or [])  # type: ignore[call-overload]
+            if submission_run_key(batch_ids) == root:
+                since = record.storage_id
+                break
+            continue
+        if metadata["retry_of"] != root:
             continue
         batches = tuple(
             SubmittedBatch(batch_id, file_id, key, Path(path), count, model)
             for batch_id, file_id, key, path, count, model in metadata["retry_batches"]  # type: ignore[union-attr]
         )
         number = int(metadata["attempt"])  # type: ignore[arg-type]
-        follow_ups[number] = Attempt(
+        follow_ups.setdefault(
             number,
-            Submission(first.pipeline, first.endpoint, first.host, batches),
-            int(metadata.get("token_limit_waits", 0)),  # type: ignore[arg-type]
+            Attempt(
+                number,
+                Submission(first.pipeline, first.endpoint, first.host, batches),
+                int(metadata.get("token_limit_waits", 0)),  # type: ignore[arg-type]
+            ),
         )
-    return [Attempt(1, first)] + [follow_ups[number] for number in sorted(follow_ups)]
+    return [Attempt(1, first)] + [follow_ups[number] for number in sorted(follow_ups)], since
 
 
 def submit_follow_up(
@@ -120,11 +145,14 @@ def follow_up_materialization(
     )
 
 
-def cancel_requested_ids(instance: dg.DagsterInstance, spec: PipelineSpec) -> set[str]:
-    """Batch ids that `<name>_cancel_job` asked to cancel."""
-    records = instance.fetch_observations(spec.batch_key, limit=RECORDS_SCANNED).records
+def cancel_requested_ids(
+    instance: dg.DagsterInstance, spec: PipelineSpec, since_storage_id: int = 0
+) -> set[str]:
+    """Batch ids that `<name>_cancel_job` asked to cancel after `since_storage_id`."""
     requested: set[str] = set()
-    for record in records:
+    for record in _newest_first(instance.fetch_observations, spec.batch_key):
+        if record.storage_id < since_storage_id:
+            break
         observation = record.asset_observation
         if observation is not None and "cancel_requested" in observation.metadata:
             requested.update(observation.metadata["cancel_requested"].value)  # type: ignore[arg-type]

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from batch_assets.core.limits import BatchLimits
+from batch_assets.pipeline import retries
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.sources import IteratorSource, JsonlFileSource
 from tests.local_api_server import LocalBatchAPI
@@ -131,11 +133,14 @@ def test_cancelled_keeps_finished_results_and_lists_the_rest(
 
 
 def test_cancel_job_cancels_running_batches_and_the_sensor_keeps_what_finished(
-    api: LocalBatchAPI, tmp_path: Path
+    api: LocalBatchAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Read the event log two records a page, with more observations after the cancel request
+    # than fit in one: the request must still be found, or the cancelled requests are retried.
+    monkeypatch.setattr(retries, "RECORDS_PER_PAGE", 2)
     api.configure(seconds_per_request=0.05)
     with dg.instance_for_test() as instance:
-        harness = _harness(api, tmp_path, instance)
+        harness = _harness(api, tmp_path, instance, max_attempts=3)
         batch_id, client = harness.submit_and_wait_for_progress(api, "ends")
 
         cancel = harness.defs.resolve_job_def("ends_cancel_job").execute_in_process(
@@ -146,6 +151,10 @@ def test_cancel_job_cancels_running_batches_and_the_sensor_keeps_what_finished(
         assert client.batches.retrieve(batch_id).status in {"cancelling", "cancelled"}
         observation = instance.fetch_observations(dg.AssetKey("ends_batch"), limit=1).records[0]
         assert observation.asset_observation.metadata["cancel_requested"].value == [batch_id]
+        for completed in range(5):
+            instance.report_runless_asset_event(
+                dg.AssetObservation("ends_batch", metadata={"completed": completed})
+            )
         result = harness.run_requested(harness.tick_until_run_requested())
         output, errors = _frames(result)
         assert 5 <= output.height < 60
