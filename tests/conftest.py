@@ -21,6 +21,7 @@ DEFAULT_SETTINGS = {
     "clock_offset_seconds": 0.0,
     "timeout_rate": 0.0,
     "cut_downloads_after_bytes": None,
+    "stall_downloads_after_bytes": None,
     "create_delay_seconds": 0.0,
     "create_reply_delay_seconds": 0.0,
 }

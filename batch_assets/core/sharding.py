@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import polars as pl
 
+from batch_assets.core.atomic import owner_tag
 from batch_assets.core.limits import DEFAULT_LIMITS, EMBEDDINGS, BatchLimits, check_endpoint
 from batch_assets.core.request_validation import (
     CHUNK_BYTES,
@@ -149,7 +150,8 @@ class ShardWriter:
 
     def _new_shard(self, model: str | None) -> _OpenShard:
         index = len(self._all)
-        temp = self.out_dir / f".{shard_file_name(self.prefix, index)}.{self._token}.tmp"
+        name = shard_file_name(self.prefix, index)
+        temp = self.out_dir / f".{name}.{owner_tag()}.{self._token}.tmp"
         shard = _OpenShard(index, model, temp)
         self._all.append(shard)
         self._open[model] = shard

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,6 +25,7 @@ MAX_BATCH_INPUT_BYTES = 200 * 1024 * 1024
 DEFAULT_BATCH_INPUT_EXPIRY_SECONDS = 30 * 86400
 MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS = 3600, 2592000
 COPY_CHUNK_BYTES = 1024 * 1024
+STALL_STEP_SECONDS = 0.05
 
 
 class DownloadCut(Exception):
@@ -38,6 +40,19 @@ def _cut_after(path: Path, limit: int) -> Iterator[bytes]:
             left -= len(chunk)
             yield chunk
     raise DownloadCut(f"download of {path.name} cut after {limit} bytes (simulated)")
+
+
+async def _stall_after(path: Path, engine: Any) -> AsyncIterator[bytes]:
+    """A file's bytes, held after `stall_downloads_after_bytes` until that setting is cleared."""
+    with path.open("rb") as source:
+        limit = engine.settings.stall_downloads_after_bytes
+        if limit:
+            yield source.read(limit)
+        # Read the setting again on each step: clearing it releases held downloads.
+        while engine.settings.stall_downloads_after_bytes is not None:
+            await asyncio.sleep(STALL_STEP_SECONDS)
+        while chunk := source.read(COPY_CHUNK_BYTES):
+            yield chunk
 
 
 def _copy_capped(source: IO[bytes], target_dir: Path, cap: int, cap_message: str) -> Path:
@@ -169,6 +184,12 @@ def file_content(request: Request, file_id: str) -> Response:
     if engine.store.get_file(file_id) is None:
         raise not_found("File", file_id)
     path = engine.store.file_path(file_id)
+    if engine.settings.stall_downloads_after_bytes is not None and "range" not in request.headers:
+        return StreamingResponse(
+            _stall_after(path, engine),
+            media_type="application/octet-stream",
+            headers={"content-length": str(path.stat().st_size), "accept-ranges": "bytes"},
+        )
     cut = engine.settings.cut_downloads_after_bytes
     if (
         cut is not None

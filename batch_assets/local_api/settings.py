@@ -39,6 +39,12 @@ class Simulation(BaseModel):
         ge=0,
         description="Cut the first download of each file after this many bytes; None never.",
     )
+    stall_downloads_after_bytes: int | None = Field(
+        None,
+        ge=0,
+        description="Send this many bytes of each download, then hold the rest until this "
+        "setting is cleared; None never.",
+    )
     create_delay_seconds: float = Field(
         0.0,
         ge=0,

@@ -221,6 +221,7 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
         failed = [batch for batch in latest_batches if batch.status == "failed"]
         if any(not hit_token_limit(batch) for batch in failed):
             raise _validation_failure(failed)
+        spec.remove_orphaned_temporaries(context.log.info)
         run_dir = spec.run_dir(context.run.run_id)
         folder = run_dir / "results"
         batches, returned, output_files, error_files = [], [], [], []

@@ -85,6 +85,7 @@ def _build_shards(
 ) -> dg.Output[list[Shard]]:
     source = spec.source
     out_dir = spec.run_dir(context.run.run_id) / "requests"
+    spec.remove_orphaned_temporaries(context.log.info)
     try:
         if isinstance(source, DataFrameSource):
             assert frame is not None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 
+from batch_assets.core.atomic import remove_orphaned_temporaries
 from batch_assets.core.costs import ModelPrice
 from batch_assets.core.limits import BatchLimits
 from batch_assets.pipeline.sensor import DOWNLOAD_ROLE, PIPELINE_TAG, ROLE_TAG, SUBMISSION_ROLE
@@ -76,7 +78,21 @@ class PipelineSpec:
     submission_role = SUBMISSION_ROLE
     download_role = DOWNLOAD_ROLE
 
-    def run_dir(self, run_id: str) -> Path:
-        """Where one run of this pipeline writes its files (never inside `data/` inputs)."""
+    @property
+    def storage_root(self) -> Path:
+        """Where this pipeline's runs write their files (never inside `data/` inputs)."""
         root = self.storage_dir or Path(os.environ.get(STORAGE_DIR_VARIABLE, DEFAULT_STORAGE_DIR))
-        return root / self.name / run_id
+        return root / self.name
+
+    def run_dir(self, run_id: str) -> Path:
+        """Where one run of this pipeline writes its files."""
+        return self.storage_root / run_id
+
+    def remove_orphaned_temporaries(self, log: Callable[[str], None]) -> None:
+        """Delete temporaries that killed runs of this pipeline left behind, and say so."""
+        removed = remove_orphaned_temporaries(self.storage_root)
+        if removed:
+            log(
+                f"Removed {len(removed)} temporary file(s) that killed runs left behind: "
+                f"{', '.join(str(path) for path in removed[:5])}"
+            )

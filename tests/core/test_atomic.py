@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from batch_assets.core.atomic import atomic_path, write_parquet
+from batch_assets.core.atomic import (
+    atomic_path,
+    owner_tag,
+    remove_orphaned_temporaries,
+    write_parquet,
+)
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -26,3 +33,49 @@ def test_write_parquet_replaces_the_file(tmp_path: Path) -> None:
     write_parquet(pl.DataFrame({"a": [2, 3]}), target)
     assert pl.read_parquet(target)["a"].to_list() == [2, 3]
     assert sorted(p.name for p in target.parent.iterdir()) == ["t.parquet"]
+
+
+CHILD_WRITES = {
+    "atomic_path": (
+        "from batch_assets.core.atomic import atomic_path\n"
+        "with atomic_path(out / 'result.jsonl') as temporary:\n"
+        "    temporary.write_text('half')\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(600)\n"
+    ),
+    "shard_requests": (
+        "from batch_assets.core.sharding import shard_requests\n"
+        "def requests():\n"
+        "    for i in range(50_000):\n"
+        "        yield {'custom_id': f'r{i}', 'method': 'POST', 'url': '/v1/embeddings',\n"
+        "               'body': {'model': 'm', 'input': 'x' * 100}}\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(600)\n"
+        "shard_requests(requests(), out, endpoint='/v1/embeddings')\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("writer", list(CHILD_WRITES))
+def test_temporaries_of_a_killed_process_are_removed_and_no_others(
+    tmp_path: Path, writer: str
+) -> None:
+    preamble = "import sys, time\nfrom pathlib import Path\nout = Path(sys.argv[1])\n"
+    code = preamble + CHILD_WRITES[writer]
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None and child.stdout.readline() == "writing\n"
+    child.kill()
+    child.wait()
+    [orphan] = [path for path in tmp_path.iterdir() if path.name.startswith(".")]
+    live = tmp_path / f".result.jsonl.{owner_tag()}.abcd1234"
+    live.write_text("this process is still writing")
+    other_host = tmp_path / f".result.jsonl.elsewhere-{child.pid}.abcd1234"
+    other_host.write_text("another machine's file")
+    (tmp_path / ".keep").write_text("not a temporary")
+
+    assert remove_orphaned_temporaries(tmp_path) == [orphan]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        [live.name, other_host.name, ".keep"]
+    )

@@ -74,6 +74,26 @@ def test_a_download_is_cut_once_and_the_rest_can_be_fetched_by_range(start_local
     assert rest.content == whole[700:]
 
 
+def test_a_stalled_download_sends_the_first_bytes_and_the_rest_once_released(
+    local_api: LocalBatchAPI, client: openai.OpenAI
+) -> None:
+    done = wait_until_done(client, submit(client, [chat_request(i) for i in IDS]).id)
+    assert done.output_file_id is not None
+    whole = client.files.content(done.output_file_id).content
+    local_api.configure(stall_downloads_after_bytes=500)
+
+    with client.files.with_streaming_response.content(done.output_file_id) as response:
+        stream = response.iter_bytes(100)
+        head = b"".join(next(stream) for _ in range(5))
+        with pytest.raises(openai.APITimeoutError):
+            local_api.client(timeout=0.5).files.content(done.output_file_id)
+        local_api.configure(stall_downloads_after_bytes=None)
+        rest = b"".join(stream)
+
+    assert head == whole[:500]
+    assert head + rest == whole
+
+
 def test_a_create_held_before_creating_is_dropped_when_its_client_leaves(
     start_local_api,
 ) -> None:

@@ -57,9 +57,13 @@ def build_harness(base_url: str, tmp_path: Path, max_retries: int = 2) -> Harnes
     return Harness(make_defs(pipeline, server, max_retries=max_retries), instance)
 
 
-def main(base_url: str, tmp_path: str) -> None:
-    """Materialize the submission in this process: what a killed run executes."""
-    build_harness(base_url, Path(tmp_path)).materialize(SUBMIT)
+def main(base_url: str, tmp_path: str, step: str = "submit") -> None:
+    """What a killed run executes: the submission, or the download the sensor asks for."""
+    harness = build_harness(base_url, Path(tmp_path))
+    if step == "submit":
+        harness.materialize(SUBMIT)
+    else:
+        harness.run_requested(harness.tick_until_run_requested())
 
 
 @dataclass
@@ -96,11 +100,15 @@ class FaultRun:
         """Tick the sensor and run what it asks for until the output is materialized."""
         return self.harness.run_until_downloaded(OUTPUT)
 
-    def killed_submission(self, ready: Callable[[], object]) -> None:
-        """A submission in a child process, SIGKILLed as soon as `ready()` holds."""
-        log = self.tmp_path / "killed-run.log"
-        run = start_run(__name__, self.api.base_url, str(self.tmp_path), log=log)
+    def killed_run(self, ready: Callable[[], object], step: str = "submit") -> None:
+        """The submission or the download in a child process, SIGKILLed once `ready()` holds."""
+        log = self.tmp_path / f"killed-{step}.log"
+        run = start_run(__name__, self.api.base_url, str(self.tmp_path), step, log=log)
         kill_when(run, ready, log)
+
+    def temporaries(self) -> list[Path]:
+        """Temporary files under the pipeline's storage."""
+        return list((self.tmp_path / "gen").rglob(".*"))
 
     def wait_for_progress(self, completed: int = 5) -> list[str]:
         """The submission's batch ids, once its first batch has finished `completed` requests."""
@@ -112,7 +120,7 @@ class FaultRun:
 
 def killed_after_upload(run: FaultRun) -> dg.ExecuteInProcessResult:
     run.api.configure(create_delay_seconds=600)
-    run.killed_submission(lambda: run.calls("POST /v1/batches") >= 1)
+    run.killed_run(lambda: run.calls("POST /v1/batches") >= 1)
     assert run.client.batches.list().data == []
     run.api.configure(create_delay_seconds=0)
     run.submit()
@@ -122,7 +130,7 @@ def killed_after_upload(run: FaultRun) -> dg.ExecuteInProcessResult:
 
 def killed_after_create(run: FaultRun) -> dg.ExecuteInProcessResult:
     run.api.configure(create_reply_delay_seconds=600)
-    run.killed_submission(lambda: run.client.batches.list().data)
+    run.killed_run(lambda: run.client.batches.list().data)
     run.api.configure(create_reply_delay_seconds=0)
     run.submit()
     assert run.harness.latest_metadata(f"{NAME}_batch")["reused_batches"] >= 1
@@ -157,6 +165,15 @@ def download_cut(run: FaultRun) -> dg.ExecuteInProcessResult:
         assert path.read_bytes() == run.client.files.content(file_id).read()
     assert run.calls("GET /v1/files/{id}/content") >= 2 * len(files)
     return result
+
+
+def download_killed(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.submit()
+    run.api.configure(stall_downloads_after_bytes=2000)
+    run.killed_run(run.temporaries, step="download")
+    assert run.temporaries()
+    run.api.configure(stall_downloads_after_bytes=None)
+    return run.finish()
 
 
 def api_killed_and_restarted(run: FaultRun) -> dg.ExecuteInProcessResult:
@@ -293,6 +310,12 @@ FAULTS = [
         "`cut_downloads_after_bytes`",
         "each download resumes with a Range request; files equal the server's bytes",
         download_cut,
+    ),
+    Fault(
+        "download run killed mid-download",
+        "child run SIGKILLed while a download is held (`stall_downloads_after_bytes`)",
+        "the next download run removes the dead run's temporary file and succeeds",
+        download_killed,
     ),
     Fault(
         "Batch API killed (`kill -9`) and restarted while batches run",
