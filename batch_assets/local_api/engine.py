@@ -32,18 +32,21 @@ SERVER_ERROR_MESSAGE = "The server had an error while processing your request. S
 TIMEOUT_MESSAGE = "The request timed out while it was being processed."
 
 
-def fails_by_rate(custom_id: str, fail_rate: float) -> bool:
-    """Whether `fail_rate` picks this request to fail: a fixed choice per custom_id."""
+def fails_by_rate(custom_id: str, fail_rate: float, input_digest: str = "") -> bool:
+    """Whether `fail_rate` picks this request to fail: a fixed choice per custom_id and input
+    file content, so the same file fails the same requests and a resubmission draws afresh.
+    """
     if fail_rate <= 0:
         return False
-    digest = hashlib.sha256(custom_id.encode("utf-8", "surrogatepass")).digest()
+    key = f"{input_digest}\n{custom_id}".encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(key).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fail_rate
 
 
-def times_out_by_rate(custom_id: str, timeout_rate: float) -> bool:
-    """Whether `timeout_rate` picks this request to time out: a fixed choice per custom_id."""
+def times_out_by_rate(custom_id: str, timeout_rate: float, input_digest: str = "") -> bool:
+    """Whether `timeout_rate` picks this request to time out; chosen as `fails_by_rate` does."""
     # Salted so that the requests picked to time out are not the ones picked to fail.
-    return fails_by_rate(f"request_timeout\n{custom_id}", timeout_rate)
+    return fails_by_rate(f"request_timeout\n{custom_id}", timeout_rate, input_digest)
 
 
 def _output_order(line: tuple[str, bytes]) -> bytes:
@@ -196,7 +199,12 @@ class BatchEngine:
             return
         obj.update(status="in_progress", in_progress_at=int(now), model=outcome.model)
         obj["request_counts"]["total"] = outcome.total
-        progress.update(total=outcome.total, model=outcome.model, input_tokens=outcome.input_tokens)
+        progress.update(
+            total=outcome.total,
+            model=outcome.model,
+            input_tokens=outcome.input_tokens,
+            input_digest=outcome.digest,
+        )
 
     def _token_limit_errors(self, model: str | None, input_tokens: int) -> list[dict[str, Any]]:
         limit = self.settings.enqueued_token_limit
@@ -275,6 +283,7 @@ class BatchEngine:
     ) -> None:
         output_path, error_path = self._resume(obj["id"], progress)
         fail_rate, timeout_rate = self.settings.fail_rate, self.settings.timeout_rate
+        input_digest = progress.get("input_digest", "")
         outputs: list[tuple[str, bytes]] = []
         errors: list[tuple[str, bytes]] = []
         usage = obj["usage"]
@@ -283,7 +292,7 @@ class BatchEngine:
             for _ in range(count):
                 request = json.loads(source.readline())
                 custom_id = request["custom_id"]
-                if times_out_by_rate(custom_id, timeout_rate):
+                if times_out_by_rate(custom_id, timeout_rate, input_digest):
                     status_code, body = 0, {}
                     line: dict[str, Any] = {
                         "id": ids.batch_request_id(),
@@ -292,9 +301,8 @@ class BatchEngine:
                         "error": {"code": "request_timeout", "message": TIMEOUT_MESSAGE},
                     }
                 else:
-                    status_code, body = self._answer(
-                        obj["endpoint"], request, custom_id, fail_rate, created
-                    )
+                    failed = fails_by_rate(custom_id, fail_rate, input_digest)
+                    status_code, body = self._answer(obj["endpoint"], request, failed, created)
                     line = {
                         "id": ids.batch_request_id(),
                         "custom_id": custom_id,
@@ -322,9 +330,9 @@ class BatchEngine:
 
     @staticmethod
     def _answer(
-        endpoint: str, request: dict[str, Any], custom_id: str, fail_rate: float, created: int
+        endpoint: str, request: dict[str, Any], failed: bool, created: int
     ) -> tuple[int, dict[str, Any]]:
-        if fails_by_rate(custom_id, fail_rate):
+        if failed:
             return 500, error_envelope(SERVER_ERROR_MESSAGE, type="server_error")
         try:
             return 200, respond(endpoint, request["body"], created=created)

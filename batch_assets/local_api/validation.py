@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ class ValidationOutcome:
     total: int = 0
     model: str | None = None
     input_tokens: int = 0
+    digest: str = ""
 
 
 def batch_error(
@@ -95,9 +97,11 @@ def validate_input_file(path: Path, endpoint: str) -> ValidationOutcome:
     seen_ids: set[str] = set()
     embedding_inputs = 0
     total = 0
+    content = hashlib.blake2b(digest_size=16)
     with path.open("rb") as lines:
         for number, raw in enumerate(lines, start=1):
             total = number
+            content.update(raw)
             if len(errors) >= MAX_REPORTED_ERRORS:
                 continue
             try:
@@ -146,6 +150,7 @@ def validate_input_file(path: Path, endpoint: str) -> ValidationOutcome:
             outcome.input_tokens += estimate_input_tokens(endpoint, body)
             if endpoint == "/v1/embeddings":
                 embedding_inputs += count_embedding_inputs(body)
+    outcome.digest = content.hexdigest()
     if total == 0:
         errors.append(batch_error("empty_file", "The batch input file is empty."))
     if total > MAX_REQUESTS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import openai
@@ -10,6 +11,7 @@ import pytest
 from batch_assets.local_api.engine import fails_by_rate, times_out_by_rate
 from tests.local_api.helpers import (
     chat_request,
+    jsonl,
     read_lines,
     submit,
     upload,
@@ -23,11 +25,14 @@ IDS = [f"t{i:02d}" for i in range(60)]
 def test_timeout_rate_answers_a_fixed_share_with_request_timeout(start_local_api) -> None:
     api: LocalBatchAPI = start_local_api("--timeout-rate", "0.3", "--fail-rate", "0.2")
     client = api.client()
-    expected_timeouts = {i for i in IDS if times_out_by_rate(i, 0.3)}
-    expected_failures = {i for i in IDS if fails_by_rate(i, 0.2)} - expected_timeouts
+    lines = [chat_request(i) for i in IDS]
+    content = jsonl(lines)
+    digest = hashlib.blake2b(content, digest_size=16).hexdigest()
+    expected_timeouts = {i for i in IDS if times_out_by_rate(i, 0.3, digest)}
+    expected_failures = {i for i in IDS if fails_by_rate(i, 0.2, digest)} - expected_timeouts
     assert expected_timeouts and expected_failures
 
-    done = wait_until_done(client, submit(client, [chat_request(i) for i in IDS]).id)
+    done = wait_until_done(client, submit(client, lines).id)
 
     errors = read_lines(client, done.error_file_id)
     outputs = read_lines(client, done.output_file_id)
