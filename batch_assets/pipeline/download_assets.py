@@ -5,6 +5,7 @@
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +46,11 @@ def requested_ids(submission: Submission) -> pl.DataFrame:
     return pl.concat(frames).collect()
 
 
-def _download(client: BatchClient, batch: Batch, folder: Path) -> tuple[Path | None, Path | None]:
-    output_path = error_path = None
-    if batch.output_file_id:
-        output_path = folder / f"{batch.id}_output.jsonl"
-        client.download(batch.output_file_id, output_path)
-    if batch.error_file_id:
-        error_path = folder / f"{batch.id}_errors.jsonl"
-        client.download(batch.error_file_id, error_path)
-    return output_path, error_path
+def _download(client: BatchClient, file_id: str, destination: Path) -> Path:
+    """A result file, downloaded once: files never change, so an earlier run's copy is reused."""
+    if not destination.exists():
+        client.download(file_id, destination)
+    return destination
 
 
 def _validation_failure(failed: Sequence[Batch]) -> dg.Failure:
@@ -128,22 +125,34 @@ def _preview(frame: pl.DataFrame, columns: Sequence[str]) -> str:
     return "\n".join(rows)
 
 
+@dataclass
+class CollectedResults:
+    """Result files and the lines parsed from them, one attempt or all."""
+
+    output_files: list[Path] = field(default_factory=list)
+    error_files: list[Path] = field(default_factory=list)
+    lines: list[pl.DataFrame] = field(default_factory=list)
+
+
 def collect_results(
-    client: BatchClient, submission: Submission, batches: Sequence[Batch], folder: Path
-) -> tuple[BatchResult, pl.DataFrame, pl.DataFrame]:
-    """Download, parse and store every batch's output and errors; unreturned requests as errors."""
-    outputs, errors, output_files, error_files = [], [], [], []
+    client: BatchClient,
+    submission: Submission,
+    batches: Sequence[Batch],
+    downloads: Path,
+    into: CollectedResults,
+) -> None:
+    """Download and parse every batch's output and errors; unreturned requests as errors."""
+    frames = []
     for batch in batches:
-        output_path, error_path = _download(client, batch, folder)
-        if output_path is not None:
-            output_files.append(output_path)
-            outputs.append(parse_batch_file(output_path, batch_id=batch.id))
-        if error_path is not None:
-            error_files.append(error_path)
-            errors.append(parse_batch_file(error_path, batch_id=batch.id))
-    output = pl.concat(outputs) if outputs else empty_results()
-    error = pl.concat(errors) if errors else empty_results()
-    returned = pl.concat([output.select("custom_id"), error.select("custom_id")])
+        if batch.output_file_id:
+            path = _download(client, batch.output_file_id, downloads / f"{batch.id}_output.jsonl")
+            into.output_files.append(path)
+            frames.append(parse_batch_file(path, batch_id=batch.id))
+        if batch.error_file_id:
+            path = _download(client, batch.error_file_id, downloads / f"{batch.id}_errors.jsonl")
+            into.error_files.append(path)
+            frames.append(parse_batch_file(path, batch_id=batch.id))
+    returned = pl.concat(frames) if frames else empty_results()
     missing = requested_ids(submission).join(returned, on="custom_id", how="anti")
     if missing.height:
         statuses = {batch.id: batch.status for batch in batches}
@@ -158,15 +167,10 @@ def collect_results(
                 ).alias("error_message"),
             ]
         )
-        error = pl.concat([error, unreturned], how="diagonal_relaxed").select(list(RESULT_SCHEMA))
-    result = BatchResult(
-        output_files=tuple(output_files),
-        error_files=tuple(error_files),
-        output_table=write_parquet(output, folder / "output.parquet"),
-        errors_table=write_parquet(error, folder / "errors.parquet"),
-        batch_ids=tuple(batch.id for batch in batches),
-    )
-    return result, output, error
+        returned = pl.concat([returned, unreturned], how="diagonal_relaxed").select(
+            list(RESULT_SCHEMA)
+        )
+    into.lines.append(returned)
 
 
 def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
@@ -224,17 +228,15 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
         spec.remove_orphaned_temporaries(context.log.info)
         run_dir = spec.run_dir(context.run.run_id)
         folder = run_dir / "results"
-        batches, returned, output_files, error_files = [], [], [], []
+        batches: list[Batch] = []
+        collected = CollectedResults()
         for attempt in attempts:
             attempt_batches = [found[batch_id] for batch_id in attempt.submission.batch_ids]
-            partial, attempt_output, attempt_errors = collect_results(
-                client, attempt.submission, attempt_batches, folder / f"attempt-{attempt.number}"
+            collect_results(
+                client, attempt.submission, attempt_batches, spec.downloads_dir, collected
             )
             batches += attempt_batches
-            output_files += partial.output_files
-            error_files += partial.error_files
-            returned.append(pl.concat([attempt_output, attempt_errors]))
-        merged = merge_attempts(returned)
+        merged = merge_attempts(collected.lines)
         answered = (merged["status_code"] == 200).fill_null(False)
         errors = merged.filter(~answered)
         cancelled_on_request = bool(
@@ -280,8 +282,8 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
             return
         output = merged.filter(answered)
         result = BatchResult(
-            output_files=tuple(output_files),
-            error_files=tuple(error_files),
+            output_files=tuple(collected.output_files),
+            error_files=tuple(collected.error_files),
             output_table=write_parquet(output, folder / "output.parquet"),
             errors_table=write_parquet(errors, folder / "errors.parquet"),
             batch_ids=tuple(batch.id for batch in batches),

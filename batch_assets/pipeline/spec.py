@@ -84,6 +84,11 @@ class PipelineSpec:
         root = self.storage_dir or Path(os.environ.get(STORAGE_DIR_VARIABLE, DEFAULT_STORAGE_DIR))
         return root / self.name
 
+    @property
+    def downloads_dir(self) -> Path:
+        """Where result files are downloaded, once each, for every run to read."""
+        return self.storage_root / "downloads"
+
     def run_dir(self, run_id: str) -> Path:
         """Where one run of this pipeline writes its files."""
         return self.storage_root / run_id

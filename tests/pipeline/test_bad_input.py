@@ -155,4 +155,4 @@ def test_crlf_mixed_models_and_path_like_custom_ids_go_through(
             "gpt-4o": 2,
             "gpt-4o-mini": 4,
         }
-        assert all(path.parent.name.startswith("attempt-") for path in batch_result.output_files)
+        assert all(path.parent.name == "downloads" for path in batch_result.output_files)

@@ -204,6 +204,9 @@ def download_run_fails(run: FaultRun) -> dg.ExecuteInProcessResult:
     again = run.harness.run_requested(request)
     assert again.success
     assert run.harness.tick().run_requests == []
+    downloads = run.calls("GET /v1/files/{id}/content")
+    assert run.harness.run_requested(request).success
+    assert run.calls("GET /v1/files/{id}/content") == downloads
     return again
 
 
@@ -338,7 +341,8 @@ FAULTS = [
     Fault(
         "a download run that fails",
         "every call answered 429/503 during the run",
-        "executing the same run request again succeeds; the sensor asks no second time",
+        "executing the same run request again succeeds, and once more downloads nothing again; "
+        "the sensor asks no second time",
         download_run_fails,
     ),
     Fault(

@@ -65,6 +65,10 @@ def _batches_created(api: LocalBatchAPI) -> int:
     return api.admin("GET", "stats")["calls"]["POST /v1/batches"]
 
 
+def _downloads(api: LocalBatchAPI) -> int:
+    return api.admin("GET", "stats")["calls"].get("GET /v1/files/{id}/content", 0)
+
+
 def test_a_cancel_nobody_asked_for_is_retried_until_every_request_is_answered(
     api: LocalBatchAPI, tmp_path: Path
 ) -> None:
@@ -82,6 +86,11 @@ def test_a_cancel_nobody_asked_for_is_retried_until_every_request_is_answered(
         assert errors.height == 0
         assert set(output["attempts"].to_list()) == {1, 2}
         assert _batches_created(api) == 2
+        batch_result = result.output_for_node("retry_download", "retry_output")
+        downloaded = {*batch_result.output_files, *batch_result.error_files}
+        # Each result file is downloaded once: attempt 2's run reads attempt 1's copies.
+        assert len(downloaded) == 3
+        assert _downloads(api) == 3
         follow_up = harness.latest_metadata("retry_batch")
         assert follow_up["attempt"] == 2
         assert follow_up["retried_requests"] == output.filter(pl.col("attempts") == 2).height
