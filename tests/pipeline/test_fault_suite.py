@@ -210,25 +210,21 @@ def download_run_fails(run: FaultRun) -> dg.ExecuteInProcessResult:
     return again
 
 
-def _answered_on_a_later_attempt(result: dg.ExecuteInProcessResult) -> int:
+def _some_answered_on_a_later_attempt(run: FaultRun, **fault: float) -> dg.ExecuteInProcessResult:
+    run.api.configure(**fault)
+    run.submit()
+    result = run.finish()
     output = pl.read_parquet(result.output_for_node(f"{NAME}_download", OUTPUT).output_table)
-    return output.filter(pl.col("attempts") > 1).height
+    assert output.filter(pl.col("attempts") > 1).height > 0
+    return result
 
 
 def per_request_errors(run: FaultRun) -> dg.ExecuteInProcessResult:
-    run.api.configure(fail_rate=0.3)
-    run.submit()
-    result = run.finish()
-    assert _answered_on_a_later_attempt(result) > 0
-    return result
+    return _some_answered_on_a_later_attempt(run, fail_rate=0.3)
 
 
 def request_timeouts(run: FaultRun) -> dg.ExecuteInProcessResult:
-    run.api.configure(timeout_rate=0.3)
-    run.submit()
-    result = run.finish()
-    assert _answered_on_a_later_attempt(result) > 0
-    return result
+    return _some_answered_on_a_later_attempt(run, timeout_rate=0.3)
 
 
 def window_over(run: FaultRun) -> dg.ExecuteInProcessResult:
