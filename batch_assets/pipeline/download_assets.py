@@ -5,7 +5,6 @@
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -125,32 +124,19 @@ def _preview(frame: pl.DataFrame, columns: Sequence[str]) -> str:
     return "\n".join(rows)
 
 
-@dataclass
-class CollectedResults:
-    """Result files and the lines parsed from them, one attempt or all."""
-
-    output_files: list[Path] = field(default_factory=list)
-    error_files: list[Path] = field(default_factory=list)
-    lines: list[pl.DataFrame] = field(default_factory=list)
-
-
 def collect_results(
-    client: BatchClient,
-    submission: Submission,
-    batches: Sequence[Batch],
-    downloads: Path,
-    into: CollectedResults,
-) -> None:
-    """Download and parse every batch's output and errors; unreturned requests as errors."""
-    frames = []
+    client: BatchClient, submission: Submission, batches: Sequence[Batch], downloads: Path
+) -> tuple[list[Path], list[Path], pl.DataFrame]:
+    """Output files, error files and every line parsed; unreturned requests as error lines."""
+    output_files, error_files, frames = [], [], []
     for batch in batches:
         if batch.output_file_id:
             path = _download(client, batch.output_file_id, downloads / f"{batch.id}_output.jsonl")
-            into.output_files.append(path)
+            output_files.append(path)
             frames.append(parse_batch_file(path, batch_id=batch.id))
         if batch.error_file_id:
             path = _download(client, batch.error_file_id, downloads / f"{batch.id}_errors.jsonl")
-            into.error_files.append(path)
+            error_files.append(path)
             frames.append(parse_batch_file(path, batch_id=batch.id))
     returned = pl.concat(frames) if frames else empty_results()
     missing = requested_ids(submission).join(returned, on="custom_id", how="anti")
@@ -170,7 +156,7 @@ def collect_results(
         returned = pl.concat([returned, unreturned], how="diagonal_relaxed").select(
             list(RESULT_SCHEMA)
         )
-    into.lines.append(returned)
+    return output_files, error_files, returned
 
 
 def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
@@ -229,14 +215,19 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
         run_dir = spec.run_dir(context.run.run_id)
         folder = run_dir / "results"
         batches: list[Batch] = []
-        collected = CollectedResults()
+        output_files: list[Path] = []
+        error_files: list[Path] = []
+        returned: list[pl.DataFrame] = []
         for attempt in attempts:
             attempt_batches = [found[batch_id] for batch_id in attempt.submission.batch_ids]
-            collect_results(
-                client, attempt.submission, attempt_batches, spec.downloads_dir, collected
+            outputs, errors, lines = collect_results(
+                client, attempt.submission, attempt_batches, spec.downloads_dir
             )
             batches += attempt_batches
-        merged = merge_attempts(collected.lines)
+            output_files += outputs
+            error_files += errors
+            returned.append(lines)
+        merged = merge_attempts(returned)
         answered = (merged["status_code"] == 200).fill_null(False)
         errors = merged.filter(~answered)
         cancelled_on_request = bool(
@@ -282,8 +273,8 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
             return
         output = merged.filter(answered)
         result = BatchResult(
-            output_files=tuple(collected.output_files),
-            error_files=tuple(collected.error_files),
+            output_files=tuple(output_files),
+            error_files=tuple(error_files),
             output_table=write_parquet(output, folder / "output.parquet"),
             errors_table=write_parquet(errors, folder / "errors.parquet"),
             batch_ids=tuple(batch.id for batch in batches),
