@@ -7,6 +7,7 @@ share a shard key (nor two uploads a name); no file under the pipeline's storage
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 from collections.abc import Callable
@@ -37,10 +38,14 @@ SHARD_SIZE = 30
 MAX_ATTEMPTS = 3
 SUBMIT = [f"{NAME}_requests", f"{NAME}_batch"]
 OUTPUT = f"{NAME}_output"
+BASE_URL_VARIABLE = "FAULT_SUITE_BASE_URL"
+TMP_PATH_VARIABLE = "FAULT_SUITE_TMP_PATH"
+JOB = "fault_suite_job"
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
-def build_harness(base_url: str, tmp_path: Path, max_retries: int = 2) -> Harness:
-    """Three shards of 30 requests, up to 3 attempts, on an instance kept under `tmp_path`."""
+def build_defs(base_url: str, tmp_path: Path, max_retries: int = 2) -> dg.Definitions:
+    """Three shards of 30 requests, up to 3 attempts, files under `tmp_path`."""
     source = tmp_path / "requests.jsonl"
     if not source.exists():
         write_chat_requests(source, IDS)
@@ -53,9 +58,21 @@ def build_harness(base_url: str, tmp_path: Path, max_retries: int = 2) -> Harnes
     )
     server = LocalBatchAPI(tmp_path / "unused")
     server.base_url = base_url
+    every_asset = dg.Definitions(jobs=[dg.define_asset_job(JOB)])
+    return dg.Definitions.merge(make_defs(pipeline, server, max_retries=max_retries), every_asset)
+
+
+def build_harness(base_url: str, tmp_path: Path, max_retries: int = 2) -> Harness:
+    """The pipeline on an instance kept under `tmp_path`, shared with child processes."""
     (tmp_path / "dagster").mkdir(exist_ok=True)
     instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
-    return Harness(make_defs(pipeline, server, max_retries=max_retries), instance)
+    return Harness(build_defs(base_url, tmp_path, max_retries), instance)
+
+
+def asset_job() -> dg.JobDefinition:
+    """The pipeline's asset job, rebuilt from the environment, as Dagster re-executes runs."""
+    defs = build_defs(os.environ[BASE_URL_VARIABLE], Path(os.environ[TMP_PATH_VARIABLE]))
+    return defs.resolve_job_def(JOB)
 
 
 def main(base_url: str, tmp_path: str, step: str = "submit") -> None:
@@ -195,14 +212,29 @@ def sensor_tick_raises(run: FaultRun) -> dg.ExecuteInProcessResult:
     return run.finish()
 
 
-def download_run_fails(run: FaultRun) -> dg.ExecuteInProcessResult:
+def download_run_fails(run: FaultRun) -> dg.JobExecutionResult:
     run.submit()
     request = run.harness.tick_until_run_requested()
+    run.monkeypatch.setenv(BASE_URL_VARIABLE, run.api.base_url)
+    run.monkeypatch.setenv(TMP_PATH_VARIABLE, str(run.tmp_path))
+    job, instance = dg.reconstructable(asset_job), run.harness.instance
     run.api.configure(http_error_rate=1.0, retry_after_seconds=0.01)
-    assert not run.harness.run_requested(request).success
+    failed = dg.execute_job(
+        job, instance, IN_PROCESS, tags=request.tags, asset_selection=request.asset_selection
+    )
+    assert not failed.success
     run.api.configure(http_error_rate=0.0)
-    again = run.harness.run_requested(request)
+
+    # What "Re-execute from failure" in the UI does.
+    again = dg.execute_job(
+        job,
+        instance,
+        IN_PROCESS,
+        reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance),
+    )
     assert again.success
+    assert instance.get_run_by_id(again.run_id).parent_run_id == failed.run_id
+    assert instance.get_latest_materialization_event(dg.AssetKey(OUTPUT)).run_id == again.run_id
     assert run.harness.tick().run_requests == []
     downloads = run.calls("GET /v1/files/{id}/content")
     assert run.harness.run_requested(request).success
@@ -281,7 +313,7 @@ class Fault:
     name: str
     how: str
     held: str
-    drive: Callable[[FaultRun], dg.ExecuteInProcessResult]
+    drive: Callable[[FaultRun], dg.ExecuteInProcessResult | dg.JobExecutionResult]
     errors: frozenset[str] = frozenset()
 
 
@@ -337,8 +369,8 @@ FAULTS = [
     Fault(
         "a download run that fails",
         "every call answered 429/503 during the run",
-        "executing the same run request again succeeds, and once more downloads nothing again; "
-        "the sensor asks no second time",
+        "re-executing it from failure, as the UI does, succeeds; a third run downloads nothing "
+        "again; the sensor asks no second time",
         download_run_fails,
     ),
     Fault(
