@@ -278,7 +278,9 @@ def cancelled_outside(run: FaultRun) -> dg.ExecuteInProcessResult:
 
 
 def cancel_job(run: FaultRun) -> dg.ExecuteInProcessResult:
-    run.api.configure(seconds_per_request=0.05)
+    # Slow enough that the batches are still running when the job has started, however busy
+    # the machine; cancelled batches end at once.
+    run.api.configure(seconds_per_request=0.2)
     run.submit()
     run.wait_for_progress()
     job = run.harness.defs.resolve_job_def(f"{NAME}_cancel_job")
@@ -290,7 +292,9 @@ def cancel_job(run: FaultRun) -> dg.ExecuteInProcessResult:
 
 def token_limit(run: FaultRun) -> dg.ExecuteInProcessResult:
     run.monkeypatch.setenv("BATCH_ASSETS_TOKEN_LIMIT_BACKOFF_SECONDS", "0.5")
-    run.api.configure(enqueued_token_limit=300, seconds_per_request=0.01)
+    # One shard's tokens fit under the limit, two do not; each batch runs long enough that the
+    # others are created and validated while it holds the capacity.
+    run.api.configure(enqueued_token_limit=300, seconds_per_request=0.05)
     run.submit()
     result = run.finish()
     assert run.harness.latest_metadata(f"{NAME}_batch")["token_limit_waits"] >= 1

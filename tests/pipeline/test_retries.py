@@ -135,7 +135,7 @@ def test_token_limit_waits_for_capacity_and_resubmits(
     api: LocalBatchAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BATCH_ASSETS_TOKEN_LIMIT_BACKOFF_SECONDS", "0.5")
-    api.configure(enqueued_token_limit=300, seconds_per_request=0.02)
+    api.configure(enqueued_token_limit=300, seconds_per_request=0.05)
     with dg.instance_for_test() as instance:
         harness = _harness(api, tmp_path, instance, max_attempts=1, shard_size=30)
         harness.materialize(["retry_requests", "retry_batch"])
