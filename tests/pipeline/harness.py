@@ -17,11 +17,10 @@ from tests.local_api_server import LocalBatchAPI, wait_for
 TEST_API_KEY = "sk-test-0123456789abcdef"
 
 
-def resource_for(server: LocalBatchAPI, max_retries: int = 3) -> OpenAIBatchResource:
-    """The resource pointed at a local Batch API."""
-    return OpenAIBatchResource(
-        api_key=TEST_API_KEY, base_url=server.base_url, max_retries=max_retries
-    )
+def resource_for(server: LocalBatchAPI | str, max_retries: int = 3) -> OpenAIBatchResource:
+    """The resource pointed at a local Batch API, or at its base URL."""
+    base_url = server if isinstance(server, str) else server.base_url
+    return OpenAIBatchResource(api_key=TEST_API_KEY, base_url=base_url, max_retries=max_retries)
 
 
 @dataclass
@@ -114,7 +113,7 @@ class Harness:
 
 def make_defs(
     pipeline: dg.Definitions,
-    server: LocalBatchAPI,
+    server: LocalBatchAPI | str,
     extra_assets: Sequence = (),
     *,
     max_retries: int = 3,
@@ -128,6 +127,12 @@ def make_defs(
             resources={"openai_batch": resource_for(server, max_retries)},
         ),
     )
+
+
+def shared_instance(folder: Path) -> dg.DagsterInstance:
+    """An instance kept in `folder`, which a child process can open too."""
+    folder.mkdir(exist_ok=True)
+    return dg.DagsterInstance.local_temp(str(folder))
 
 
 def chat_request(custom_id: str, content: str | None = None) -> dict:

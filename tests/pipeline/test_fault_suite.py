@@ -23,7 +23,7 @@ from batch_assets.core.limits import BatchLimits
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.sources import JsonlFileSource
 from tests.local_api_server import LocalBatchAPI, wait_for
-from tests.pipeline.harness import Harness, make_defs, write_chat_requests
+from tests.pipeline.harness import Harness, make_defs, shared_instance, write_chat_requests
 from tests.pipeline.invariants import (
     assert_each_custom_id_once,
     assert_no_half_written_file,
@@ -56,17 +56,14 @@ def build_defs(base_url: str, tmp_path: Path, max_retries: int = 2) -> dg.Defini
         max_attempts=MAX_ATTEMPTS,
         limits=BatchLimits(max_requests=SHARD_SIZE),
     )
-    server = LocalBatchAPI(tmp_path / "unused")
-    server.base_url = base_url
     every_asset = dg.Definitions(jobs=[dg.define_asset_job(JOB)])
-    return dg.Definitions.merge(make_defs(pipeline, server, max_retries=max_retries), every_asset)
+    return dg.Definitions.merge(make_defs(pipeline, base_url, max_retries=max_retries), every_asset)
 
 
 def build_harness(base_url: str, tmp_path: Path, max_retries: int = 2) -> Harness:
     """The pipeline on an instance kept under `tmp_path`, shared with child processes."""
-    (tmp_path / "dagster").mkdir(exist_ok=True)
-    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
-    return Harness(build_defs(base_url, tmp_path, max_retries), instance)
+    defs = build_defs(base_url, tmp_path, max_retries)
+    return Harness(defs, shared_instance(tmp_path / "dagster"))
 
 
 def asset_job() -> dg.JobDefinition:

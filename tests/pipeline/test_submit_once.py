@@ -9,7 +9,7 @@ import dagster as dg
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.sources import JsonlFileSource
 from tests.local_api_server import LocalBatchAPI, wait_for
-from tests.pipeline.harness import Harness, make_defs, write_chat_requests
+from tests.pipeline.harness import Harness, make_defs, shared_instance, write_chat_requests
 from tests.pipeline.killed_runs import kill_when, start_run
 
 IDS = [f"s{i:03d}" for i in range(20)]
@@ -18,12 +18,8 @@ KEYS = ["once_requests", "once_batch"]
 
 def _harness(base_url: str, tmp_path: Path) -> Harness:
     source = write_chat_requests(tmp_path / "requests.jsonl", IDS)
-    server = LocalBatchAPI(tmp_path / "unused")
-    server.base_url = base_url
     pipeline = build_batch_pipeline("once", JsonlFileSource(source), storage_dir=tmp_path / "gen")
-    (tmp_path / "dagster").mkdir(exist_ok=True)
-    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
-    return Harness(make_defs(pipeline, server), instance)
+    return Harness(make_defs(pipeline, base_url), shared_instance(tmp_path / "dagster"))
 
 
 def main(base_url: str, tmp_path: str) -> None:
