@@ -1,10 +1,9 @@
-"""Write a file whole or not at all: to a temporary name beside it, then rename."""
+"""Write a file whole or not at all: to a locked temporary name beside it, then rename."""
 
 from __future__ import annotations
 
+import fcntl
 import os
-import re
-import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,29 +11,41 @@ from pathlib import Path
 
 import polars as pl
 
-_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
-# `.<final name>.<host>-<pid>.<random>`, and `.tmp` after it for shards.
-_TEMPORARY_NAME = re.compile(r"\..+\.(?P<host>[A-Za-z0-9_-]+?)-(?P<pid>\d+)\.[A-Za-z0-9_]+(\.tmp)?")
+TEMPORARY_SUFFIX = ".partial"
 
 
-def owner_tag() -> str:
-    """This host and process, as temporary names carry them so that orphans can be found."""
-    return f"{_HOST}-{os.getpid()}"
+def locked_temporary(destination: Path) -> tuple[Path, int]:
+    """A new temporary file beside `destination`, and the descriptor that holds its lock.
+
+    The writer holds the lock until it renames or deletes the file; the kernel drops it when the
+    writer dies, which is how `remove_orphaned_temporaries` tells a dead writer's file apart.
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(
+        dir=destination.parent, prefix=f".{destination.name}.", suffix=TEMPORARY_SUFFIX
+    )
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return Path(name), handle
+
+
+def _flush_to_disk(path: Path) -> None:
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 @contextmanager
 def atomic_path(destination: Path) -> Iterator[Path]:
-    """A temporary path to write; renamed to `destination` only if the block succeeds."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(
-        dir=destination.parent, prefix=f".{destination.name}.{owner_tag()}."
-    )
-    os.close(handle)
-    temporary = Path(name)
+    """A temporary path to write; synced and renamed to `destination` if the block succeeds."""
+    temporary, lock = locked_temporary(destination)
     try:
         yield temporary
+        _flush_to_disk(temporary)
         os.replace(temporary, destination)
     finally:
+        os.close(lock)
         temporary.unlink(missing_ok=True)
 
 
@@ -45,29 +56,26 @@ def write_parquet(frame: pl.DataFrame, destination: Path) -> Path:
     return destination
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_orphaned_temporaries(folder: Path) -> list[Path]:
-    """Delete the temporaries under `folder` whose writer, a process on this host, is gone.
+    """Delete the temporaries under `folder` that no live writer holds locked.
 
-    A process killed mid-write (SIGKILL, out of memory) leaves its temporary behind; files of
-    other hosts and of running processes are left alone.
+    A process killed mid-write (SIGKILL, out of memory) leaves its temporary behind, unlocked.
     """
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
-    for path in folder.rglob(".*"):
-        match = _TEMPORARY_NAME.fullmatch(path.name)
-        if match is None or match["host"] != _HOST or _running(int(match["pid"])):
+    for path in folder.rglob(f".*{TEMPORARY_SUFFIX}"):
+        try:
+            handle = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
             continue
-        path.unlink(missing_ok=True)
-        removed.append(path)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        else:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        finally:
+            os.close(handle)
     return removed

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import IO, Any
 
 import polars as pl
 
-from batch_assets.core.atomic import owner_tag
+from batch_assets.core.atomic import locked_temporary
 from batch_assets.core.limits import DEFAULT_LIMITS, EMBEDDINGS, BatchLimits, check_endpoint
 from batch_assets.core.request_validation import (
     CHUNK_BYTES,
@@ -82,10 +81,10 @@ def _sha256_of(path: Path) -> str:
 class _OpenShard:
     """A shard being written to its temporary file."""
 
-    def __init__(self, index: int, model: str | None, temp: Path) -> None:
+    def __init__(self, index: int, model: str | None, destination: Path) -> None:
         self.index = index
         self.model = model
-        self.temp = temp
+        self.temp, self._lock = locked_temporary(destination)
         self.stream: IO[bytes] | None = None
         self.exists = False
         self.sha256: Future[str] | None = None
@@ -93,6 +92,12 @@ class _OpenShard:
         self.n_bytes = 0
         self.n_chars = 0
         self.n_inputs = 0
+
+    def release(self) -> None:
+        """Let go of the temporary's lock, once it is renamed or deleted."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def _stream(self) -> IO[bytes]:
         if self.stream is None:
@@ -141,7 +146,6 @@ class ShardWriter:
         self.endpoint = check_endpoint(endpoint)
         self.limits = limits
         self.prefix = prefix
-        self._token = secrets.token_hex(6)
         self._open: dict[str | None, _OpenShard] = {}
         self._all: list[_OpenShard] = []
         self._embeddings = endpoint == EMBEDDINGS
@@ -150,9 +154,7 @@ class ShardWriter:
 
     def _new_shard(self, model: str | None) -> _OpenShard:
         index = len(self._all)
-        name = shard_file_name(self.prefix, index)
-        temp = self.out_dir / f".{name}.{owner_tag()}.{self._token}.tmp"
-        shard = _OpenShard(index, model, temp)
+        shard = _OpenShard(index, model, self.out_dir / shard_file_name(self.prefix, index))
         self._all.append(shard)
         self._open[model] = shard
         return shard
@@ -233,6 +235,7 @@ class ShardWriter:
         for shard, digest in zip(self._all, digests, strict=True):
             final = self.out_dir / shard_file_name(self.prefix, shard.index)
             os.replace(shard.temp, final)
+            shard.release()
             shards.append(
                 Shard(
                     path=final,
@@ -265,6 +268,7 @@ class ShardWriter:
                     shard.stream.close()
             finally:
                 shard.temp.unlink(missing_ok=True)
+                shard.release()
         self._all = []
         self._open = {}
 

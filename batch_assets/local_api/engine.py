@@ -34,7 +34,8 @@ TIMEOUT_MESSAGE = "The request timed out while it was being processed."
 
 def fails_by_rate(custom_id: str, fail_rate: float, input_digest: str = "") -> bool:
     """Whether `fail_rate` picks this request to fail: a fixed choice per custom_id and input
-    file content, so the same file fails the same requests and a resubmission draws afresh.
+    file content, so the same file fails the same requests, and a resubmission of some of its
+    lines (other content) draws afresh.
     """
     if fail_rate <= 0:
         return False

@@ -130,14 +130,14 @@ def collect_results(
     """Output files, error files and every line parsed; unreturned requests as error lines."""
     output_files, error_files, frames = [], [], []
     for batch in batches:
-        if batch.output_file_id:
-            path = _download(client, batch.output_file_id, downloads / f"{batch.id}_output.jsonl")
-            output_files.append(path)
-            frames.append(parse_batch_file(path, batch_id=batch.id))
-        if batch.error_file_id:
-            path = _download(client, batch.error_file_id, downloads / f"{batch.id}_errors.jsonl")
-            error_files.append(path)
-            frames.append(parse_batch_file(path, batch_id=batch.id))
+        for file_id, kind, files in (
+            (batch.output_file_id, "output", output_files),
+            (batch.error_file_id, "errors", error_files),
+        ):
+            if file_id:
+                path = _download(client, file_id, downloads / f"{batch.id}_{kind}.jsonl")
+                files.append(path)
+                frames.append(parse_batch_file(path, batch_id=batch.id))
     returned = pl.concat(frames) if frames else empty_results()
     missing = requested_ids(submission).join(returned, on="custom_id", how="anti")
     if missing.height:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,13 +11,13 @@ from batch_assets.core.batch_client import BatchClient
 from batch_assets.core.records import Submission, SubmittedBatch
 from batch_assets.core.retry_policy import request_lines
 from batch_assets.core.sharding import shard_request_lines
+from batch_assets.pipeline.event_log import records_after, records_newest_first
 from batch_assets.pipeline.sensor import submission_run_key
 from batch_assets.pipeline.spec import PipelineSpec
 from batch_assets.pipeline.submission import submit_shards
 
 RETRY_OF_KEY = "batch_assets_retry_of"
 ATTEMPT_KEY = "batch_assets_attempt"
-RECORDS_PER_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -35,29 +34,17 @@ def submission_key(submission: Submission) -> str:
     return submission_run_key(submission.batch_ids)
 
 
-def _newest_first(
-    fetch: Callable[..., dg.EventRecordsResult], key: dg.AssetKey
-) -> Iterator[dg.EventLogRecord]:
-    """Every record `fetch` finds for `key`, newest first, read in pages."""
-    cursor = None
-    while True:
-        page = fetch(key, limit=RECORDS_PER_PAGE, cursor=cursor)
-        yield from page.records
-        if not page.has_more:
-            return
-        cursor = page.cursor
-
-
 def recorded_attempts(
     instance: dg.DagsterInstance, spec: PipelineSpec, first: Submission
 ) -> tuple[list[Attempt], int]:
-    """The first submission and its follow-ups, in order, and the storage id of the first
-    submission's materialization (0 if it is gone): nothing of the submission is older.
+    """The first submission and its follow-ups, in order, and the storage id of the
+    materialization that created the first submission's batches (0 if it is gone): nothing
+    of the submission is older.
     """
     root = submission_key(first)
     follow_ups: dict[int, Attempt] = {}
     since = 0
-    for record in _newest_first(instance.fetch_materializations, spec.batch_key):
+    for record in records_newest_first(instance.fetch_materializations, spec.batch_key):
         materialization = record.asset_materialization
         if materialization is None:
             continue
@@ -66,7 +53,10 @@ def recorded_attempts(
             batch_ids = list(metadata.get("batch_ids") or [])  # type: ignore[call-overload]
             if submission_run_key(batch_ids) == root:
                 since = record.storage_id
-                break
+                # A materialization that reused every batch is a later copy: read on to the
+                # one that created them, and the follow-ups recorded in between.
+                if int(metadata.get("reused_batches", 0)) < len(batch_ids):  # type: ignore[call-overload]
+                    break
             continue
         if metadata["retry_of"] != root:
             continue
@@ -150,9 +140,7 @@ def cancel_requested_ids(
 ) -> set[str]:
     """Batch ids that `<name>_cancel_job` asked to cancel after `since_storage_id`."""
     requested: set[str] = set()
-    for record in _newest_first(instance.fetch_observations, spec.batch_key):
-        if record.storage_id < since_storage_id:
-            break
+    for record in records_after(instance.fetch_observations, spec.batch_key, since_storage_id):
         observation = record.asset_observation
         if observation is not None and "cancel_requested" in observation.metadata:
             requested.update(observation.metadata["cancel_requested"].value)  # type: ignore[arg-type]

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,13 +13,13 @@ import dagster as dg
 from openai.types import Batch
 
 from batch_assets.core.batch_client import TERMINAL_STATUSES
+from batch_assets.pipeline.event_log import records_after
 from batch_assets.pipeline.resource import OpenAIBatchResource
 
 ROLE_TAG = "batch_assets/role"
 PIPELINE_TAG = "batch_assets/pipeline"
 SUBMISSION_ROLE = "submission"
 DOWNLOAD_ROLE = "download"
-SUBMISSIONS_PER_READ = 100
 RUN_KEYS_PER_QUERY = 500
 RUN_KEY_TAG = "dagster/run_key"
 INTERVAL_VARIABLE = "BATCH_ASSETS_SENSOR_INTERVAL_SECONDS"
@@ -87,22 +86,6 @@ def _load_cursor(raw: str | None) -> dict[str, Any]:
     return cursor
 
 
-def _submission_records(
-    instance: dg.DagsterInstance, key: dg.AssetKey, after: int
-) -> Iterator[dg.EventLogRecord]:
-    """Every materialization of `key` stored after `after`, oldest first, read in pages."""
-    while True:
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, after_storage_id=after or None),
-            limit=SUBMISSIONS_PER_READ,
-            ascending=True,
-        ).records
-        yield from records
-        if len(records) < SUBMISSIONS_PER_READ:
-            return
-        after = records[-1].storage_id
-
-
 def _requested_run_keys(instance: dg.DagsterInstance, run_keys: list[str]) -> set[str]:
     """Those of `run_keys` that some run already carries, as the daemon tags them."""
     found: set[str] = set()
@@ -122,8 +105,8 @@ def _read_new_submissions(
     for pipeline in pipelines:
         # Read to the end: a cap per pipeline would let another pipeline's newer records move
         # the shared cursor past the ones left unread.
-        for record in _submission_records(
-            context.instance, pipeline.submission_key, cursor["after"]
+        for record in records_after(
+            context.instance.fetch_materializations, pipeline.submission_key, cursor["after"]
         ):
             newest = max(newest, record.storage_id)
             materialization = record.asset_materialization

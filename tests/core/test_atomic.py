@@ -9,12 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batch_assets.core.atomic import (
-    atomic_path,
-    owner_tag,
-    remove_orphaned_temporaries,
-    write_parquet,
-)
+from batch_assets.core.atomic import atomic_path, remove_orphaned_temporaries, write_parquet
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -57,7 +52,7 @@ CHILD_WRITES = {
 
 
 @pytest.mark.parametrize("writer", list(CHILD_WRITES))
-def test_temporaries_of_a_killed_process_are_removed_and_no_others(
+def test_temporaries_of_a_killed_writer_are_removed_and_no_others(
     tmp_path: Path, writer: str
 ) -> None:
     preamble = "import sys, time\nfrom pathlib import Path\nout = Path(sys.argv[1])\n"
@@ -66,16 +61,14 @@ def test_temporaries_of_a_killed_process_are_removed_and_no_others(
         [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
     )
     assert child.stdout is not None and child.stdout.readline() == "writing\n"
+    [alive] = [path for path in tmp_path.iterdir() if path.name.startswith(".")]
+    assert remove_orphaned_temporaries(tmp_path) == []
     child.kill()
     child.wait()
-    [orphan] = [path for path in tmp_path.iterdir() if path.name.startswith(".")]
-    live = tmp_path / f".result.jsonl.{owner_tag()}.abcd1234"
-    live.write_text("this process is still writing")
-    other_host = tmp_path / f".result.jsonl.elsewhere-{child.pid}.abcd1234"
-    other_host.write_text("another machine's file")
     (tmp_path / ".keep").write_text("not a temporary")
 
-    assert remove_orphaned_temporaries(tmp_path) == [orphan]
-    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
-        [live.name, other_host.name, ".keep"]
-    )
+    with atomic_path(tmp_path / "mine.jsonl") as mine:
+        mine.write_text("this process is still writing")
+        assert remove_orphaned_temporaries(tmp_path) == [alive]
+        assert sorted(path.name for path in tmp_path.iterdir()) == sorted([mine.name, ".keep"])
+    assert (tmp_path / "mine.jsonl").read_text() == "this process is still writing"

@@ -11,7 +11,7 @@ import dagster as dg
 from openai import OpenAI
 
 from batch_assets.pipeline.resource import OpenAIBatchResource
-from batch_assets.pipeline.sensor import batch_completion_sensor
+from batch_assets.pipeline.sensor import RUN_KEY_TAG, batch_completion_sensor
 from tests.local_api_server import LocalBatchAPI, wait_for
 
 TEST_API_KEY = "sk-test-0123456789abcdef"
@@ -69,13 +69,14 @@ class Harness:
         return requests[0]
 
     def run_requested(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-        """Execute what a run request asks for, as the daemon would."""
+        """Execute what a run request asks for, tagged with its run key as the daemon does."""
         assert request.asset_selection is not None
         job = self.defs.resolve_implicit_global_asset_job_def()
+        tags = {**request.tags, RUN_KEY_TAG: request.run_key} if request.run_key else request.tags
         return job.execute_in_process(
             instance=self.instance,
             asset_selection=list(request.asset_selection),
-            tags=request.tags,
+            tags=tags,
             raise_on_error=False,
         )
 

@@ -121,6 +121,23 @@ class FaultRun:
         run = start_run(__name__, self.api.base_url, str(self.tmp_path), step, log=log)
         kill_when(run, ready, log)
 
+    def reexecute_from_failure(self, run_id: str) -> dg.JobExecutionResult:
+        """What "Re-execute from failure" in the UI does; it must materialize the output."""
+        self.monkeypatch.setenv(BASE_URL_VARIABLE, self.api.base_url)
+        self.monkeypatch.setenv(TMP_PATH_VARIABLE, str(self.tmp_path))
+        instance = self.harness.instance
+        again = dg.execute_job(
+            dg.reconstructable(asset_job),
+            instance,
+            IN_PROCESS,
+            reexecution_options=dg.ReexecutionOptions.from_failure(run_id, instance),
+        )
+        assert again.success
+        assert instance.get_run_by_id(again.run_id).parent_run_id == run_id
+        latest = instance.get_latest_materialization_event(dg.AssetKey(OUTPUT))
+        assert latest is not None and latest.run_id == again.run_id
+        return again
+
     def temporaries(self) -> list[Path]:
         """Temporary files under the pipeline's storage."""
         return list((self.tmp_path / "gen").rglob(".*"))
@@ -159,6 +176,16 @@ def materialized_twice(run: FaultRun) -> dg.ExecuteInProcessResult:
     return run.finish()
 
 
+def materialized_again_during_a_follow_up(run: FaultRun) -> dg.ExecuteInProcessResult:
+    run.api.configure(fail_rate=0.3)
+    run.submit()
+    assert run.harness.run_requested(run.harness.tick_until_run_requested()).success
+    assert run.harness.latest_metadata(f"{NAME}_batch")["attempt"] == 2
+    run.submit()
+    assert run.harness.latest_metadata(f"{NAME}_batch")["reused_batches"] == 3
+    return _some_answered_on_a_later_attempt(run)
+
+
 def error_bursts(run: FaultRun) -> dg.ExecuteInProcessResult:
     run.max_retries = 10
     run.api.configure(http_error_rate=0.4, retry_after_seconds=0.05)
@@ -182,20 +209,27 @@ def download_cut(run: FaultRun) -> dg.ExecuteInProcessResult:
     return result
 
 
-def download_killed(run: FaultRun) -> dg.ExecuteInProcessResult:
+def download_killed(run: FaultRun) -> dg.JobExecutionResult:
     run.submit()
     run.api.configure(stall_downloads_after_bytes=2000)
     run.killed_run(run.temporaries, step="download")
     assert run.temporaries()
     run.api.configure(stall_downloads_after_bytes=None)
-    return run.finish()
+    instance = run.harness.instance
+    [killed] = instance.get_runs(limit=1)
+    instance.report_run_failed(killed)  # what run monitoring does when a run's process is gone
+    assert run.harness.tick().run_requests == []
+    return run.reexecute_from_failure(killed.run_id)
 
 
 def api_killed_and_restarted(run: FaultRun) -> dg.ExecuteInProcessResult:
-    run.api.configure(seconds_per_request=0.02)
+    run.api.configure(seconds_per_request=0.05)
     run.submit()
     run.harness.tick()
+    batch_ids = run.wait_for_progress()
+    statuses = {run.client.batches.retrieve(batch_id).status for batch_id in batch_ids}
     run.api.stop(signal.SIGKILL)
+    assert statuses & {"validating", "in_progress"}, statuses
     run.api.restart()
     return run.finish()
 
@@ -212,26 +246,11 @@ def sensor_tick_raises(run: FaultRun) -> dg.ExecuteInProcessResult:
 def download_run_fails(run: FaultRun) -> dg.JobExecutionResult:
     run.submit()
     request = run.harness.tick_until_run_requested()
-    run.monkeypatch.setenv(BASE_URL_VARIABLE, run.api.base_url)
-    run.monkeypatch.setenv(TMP_PATH_VARIABLE, str(run.tmp_path))
-    job, instance = dg.reconstructable(asset_job), run.harness.instance
     run.api.configure(http_error_rate=1.0, retry_after_seconds=0.01)
-    failed = dg.execute_job(
-        job, instance, IN_PROCESS, tags=request.tags, asset_selection=request.asset_selection
-    )
+    failed = run.harness.run_requested(request)
     assert not failed.success
     run.api.configure(http_error_rate=0.0)
-
-    # What "Re-execute from failure" in the UI does.
-    again = dg.execute_job(
-        job,
-        instance,
-        IN_PROCESS,
-        reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance),
-    )
-    assert again.success
-    assert instance.get_run_by_id(again.run_id).parent_run_id == failed.run_id
-    assert instance.get_latest_materialization_event(dg.AssetKey(OUTPUT)).run_id == again.run_id
+    again = run.reexecute_from_failure(failed.run_id)
     assert run.harness.tick().run_requests == []
     downloads = run.calls("GET /v1/files/{id}/content")
     assert run.harness.run_requested(request).success
@@ -239,9 +258,7 @@ def download_run_fails(run: FaultRun) -> dg.JobExecutionResult:
     return again
 
 
-def _some_answered_on_a_later_attempt(run: FaultRun, **fault: float) -> dg.ExecuteInProcessResult:
-    run.api.configure(**fault)
-    run.submit()
+def _some_answered_on_a_later_attempt(run: FaultRun) -> dg.ExecuteInProcessResult:
     result = run.finish()
     output = pl.read_parquet(result.output_for_node(f"{NAME}_download", OUTPUT).output_table)
     assert output.filter(pl.col("attempts") > 1).height > 0
@@ -249,11 +266,15 @@ def _some_answered_on_a_later_attempt(run: FaultRun, **fault: float) -> dg.Execu
 
 
 def per_request_errors(run: FaultRun) -> dg.ExecuteInProcessResult:
-    return _some_answered_on_a_later_attempt(run, fail_rate=0.3)
+    run.api.configure(fail_rate=0.3)
+    run.submit()
+    return _some_answered_on_a_later_attempt(run)
 
 
 def request_timeouts(run: FaultRun) -> dg.ExecuteInProcessResult:
-    return _some_answered_on_a_later_attempt(run, timeout_rate=0.3)
+    run.api.configure(timeout_rate=0.3)
+    run.submit()
+    return _some_answered_on_a_later_attempt(run)
 
 
 def window_over(run: FaultRun) -> dg.ExecuteInProcessResult:
@@ -338,6 +359,13 @@ FAULTS = [
         materialized_twice,
     ),
     Fault(
+        "the same requests materialized again while a follow-up batch runs",
+        "`fail_rate` 0.3; the submission materialized again once attempt 2 is submitted",
+        "the follow-up is still found and finishes the submission; nothing is submitted twice",
+        materialized_again_during_a_follow_up,
+        frozenset({"server_error"}),
+    ),
+    Fault(
         "429 and 503 bursts with `retry-after` on every endpoint",
         "`http_error_rate` 0.4 for the whole pipeline",
         "the SDK retries; the pipeline ends as if nothing happened",
@@ -352,7 +380,8 @@ FAULTS = [
     Fault(
         "download run killed mid-download",
         "child run SIGKILLed while a download is held (`stall_downloads_after_bytes`)",
-        "the next download run removes the dead run's temporary file and succeeds",
+        "the sensor does not ask twice; re-executed from failure, the run removes the dead "
+        "run's temporary file and succeeds",
         download_killed,
     ),
     Fault(

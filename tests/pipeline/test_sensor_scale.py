@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pytest
 from openai import OpenAI
 
+from batch_assets.pipeline import event_log
 from batch_assets.pipeline.factory import build_batch_pipeline
-from batch_assets.pipeline.sensor import (
-    RUN_KEY_TAG,
-    SUBMISSIONS_PER_READ,
-    submission_run_key,
-)
+from batch_assets.pipeline.sensor import RUN_KEY_TAG, submission_run_key
 from batch_assets.pipeline.sources import IteratorSource
 from tests.local_api.helpers import chat_request, upload
 from tests.local_api_server import LocalBatchAPI, wait_for
@@ -73,9 +71,11 @@ def _watched(harness: Harness) -> dict[str, set[str]]:
 
 
 def test_one_tick_watches_every_submission_with_list_pages(
-    api: LocalBatchAPI, tmp_path: Path
+    api: LocalBatchAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    many = SUBMISSIONS_PER_READ + 30
+    # Read the event log 100 records a page: the 130 submissions span two pages.
+    monkeypatch.setattr(event_log, "RECORDS_PER_PAGE", 100)
+    many = 130
     ids = _in_flight(api, many + 1)
     with dg.instance_for_test() as instance:
         for batch_id in ids[:many]:

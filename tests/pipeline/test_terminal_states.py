@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from batch_assets.core.limits import BatchLimits
-from batch_assets.pipeline import retries
+from batch_assets.pipeline import event_log
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.sources import IteratorSource, JsonlFileSource
 from tests.local_api_server import LocalBatchAPI
@@ -137,7 +137,7 @@ def test_cancel_job_cancels_running_batches_and_the_sensor_keeps_what_finished(
 ) -> None:
     # Read the event log two records a page, with more observations after the cancel request
     # than fit in one: the request must still be found, or the cancelled requests are retried.
-    monkeypatch.setattr(retries, "RECORDS_PER_PAGE", 2)
+    monkeypatch.setattr(event_log, "RECORDS_PER_PAGE", 2)
     api.configure(seconds_per_request=0.05)
     with dg.instance_for_test() as instance:
         harness = _harness(api, tmp_path, instance, max_attempts=3)
