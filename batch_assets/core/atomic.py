@@ -12,6 +12,10 @@ from pathlib import Path
 import polars as pl
 
 TEMPORARY_SUFFIX = ".partial"
+# mkstemp makes files only their owner can read; finished files get the usual mode instead.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
 
 
 def locked_temporary(destination: Path) -> tuple[Path, int]:
@@ -25,6 +29,7 @@ def locked_temporary(destination: Path) -> tuple[Path, int]:
         dir=destination.parent, prefix=f".{destination.name}.", suffix=TEMPORARY_SUFFIX
     )
     fcntl.flock(handle, fcntl.LOCK_EX)
+    os.fchmod(handle, FILE_MODE)
     return Path(name), handle
 
 

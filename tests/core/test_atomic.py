@@ -22,6 +22,13 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
 
 
+def test_finished_files_get_the_mode_open_would_give(tmp_path: Path) -> None:
+    with atomic_path(tmp_path / "out.txt") as temporary:
+        temporary.write_text("whole")
+    (tmp_path / "plain.txt").write_text("plain")
+    assert (tmp_path / "out.txt").stat().st_mode == (tmp_path / "plain.txt").stat().st_mode
+
+
 def test_write_parquet_replaces_the_file(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "t.parquet"
     write_parquet(pl.DataFrame({"a": [1]}), target)
