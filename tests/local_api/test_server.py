@@ -83,7 +83,7 @@ def test_flags_set_the_initial_settings(start_local_api) -> None:
     assert settings["window_seconds"] == 60
 
 
-def test_fail_rate_fails_the_same_requests_every_time(
+def test_fail_rate_fails_the_same_requests_of_a_file_and_draws_afresh_for_a_retry(
     local_api: LocalBatchAPI, client: OpenAI
 ) -> None:
     local_api.configure(fail_rate=0.3)
@@ -98,20 +98,10 @@ def test_fail_rate_fails_the_same_requests_every_time(
     assert first.request_counts.failed == len(failed_first)
     assert first.request_counts.completed == 300 - len(failed_first)
 
-
-def test_fail_rate_draws_afresh_for_a_resubmission_of_the_failed_requests(
-    local_api: LocalBatchAPI, client: OpenAI
-) -> None:
-    local_api.configure(fail_rate=0.3)
-    lines = [chat_request(f"r{i}") for i in range(300)]
-    first = wait_until_done(client, submit(client, lines).id)
-    failed = {line["custom_id"] for line in read_lines(client, first.error_file_id)}
-
-    retry = [line for line in lines if line["custom_id"] in failed]
+    retry = [line for line in lines if line["custom_id"] in failed_first]
     again = wait_until_done(client, submit(client, retry).id)
-
     answered = {line["custom_id"] for line in read_lines(client, again.output_file_id)}
-    assert answered and answered < failed
+    assert answered and answered < failed_first
 
 
 def test_http_error_rate_answers_429_and_503_with_retry_after(
