@@ -19,6 +19,7 @@ from batch_assets.core.output_parsing import (
     parse_batch_files,
     scan_batch_file,
 )
+from tests.core.test_output_parsing_properties import reference_row
 
 
 def line(custom_id: str, body: dict[str, Any] | None, status: int = 200, **error: Any) -> dict:
@@ -116,70 +117,8 @@ def write(tmp_path: Path, lines: list[dict], name: str = "output.jsonl") -> Path
 
 def reference(path: Path, batch_id: str | None) -> list[dict[str, Any]]:
     """The obvious slow parse: json.loads per line, plain dict walking."""
-    rows = []
-    for raw in path.read_text("utf-8").split("\n")[:-1]:  # not splitlines: it splits on U+2028
-        item = json.loads(raw)
-        response = item["response"] or {}
-        body = response.get("body") or {}
-        choices = body.get("choices") or [{}]
-        message = choices[0].get("message") or {}
-        usage = body.get("usage") or {}
-        texts = [
-            part.get("text")
-            for out in body.get("output") or []
-            for part in out.get("content") or []
-            if part.get("type") == "output_text"
-        ]
-        refusals = [
-            part.get("refusal")
-            for out in body.get("output") or []
-            for part in out.get("content") or []
-            if part.get("type") == "refusal"
-        ]
-        error = item["error"] or {}
-        body_error = body.get("error") or {}
-        data = body.get("data") or []
-
-        def first(*values: Any) -> Any:
-            return next((v for v in values if v is not None), None)
-
-        rows.append(
-            {
-                "custom_id": item["custom_id"],
-                "batch_id": batch_id,
-                "batch_request_id": item["id"],
-                "request_id": response.get("request_id"),
-                "status_code": response.get("status_code"),
-                "model": body.get("model"),
-                "answer": first(
-                    message.get("content"),
-                    choices[0].get("text"),
-                    "".join(texts) if texts else None,
-                ),
-                "refusal": first(message.get("refusal"), "".join(refusals) if refusals else None),
-                "embedding": data[0]["embedding"] if data else None,
-                "finish_reason": first(
-                    choices[0].get("finish_reason"),
-                    (body.get("incomplete_details") or {}).get("reason"),
-                    body.get("status"),
-                ),
-                "input_tokens": first(usage.get("prompt_tokens"), usage.get("input_tokens")),
-                "output_tokens": first(usage.get("completion_tokens"), usage.get("output_tokens")),
-                "total_tokens": usage.get("total_tokens"),
-                "cached_tokens": first(
-                    (usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
-                    (usage.get("input_tokens_details") or {}).get("cached_tokens"),
-                ),
-                "reasoning_tokens": first(
-                    (usage.get("completion_tokens_details") or {}).get("reasoning_tokens"),
-                    (usage.get("output_tokens_details") or {}).get("reasoning_tokens"),
-                ),
-                "error_code": first(error.get("code"), body_error.get("code")),
-                "error_type": body_error.get("type"),
-                "error_message": first(error.get("message"), body_error.get("message")),
-            }
-        )
-    return rows
+    lines = path.read_text("utf-8").split("\n")[:-1]  # not splitlines: it splits on U+2028
+    return [reference_row(json.loads(raw), batch_id) for raw in lines]
 
 
 def every_kind() -> list[dict]:

@@ -155,21 +155,27 @@ TRAPS = ["none", "twice", "escape", "model", "custom_id", "pad"]  # where polars
 EDITS = ["cut", "blank", "twice", "escape", "nan", "bom", "latin1", "pad"]
 
 
+def request_body(draw: st.DrawFn, endpoint: str, models: list[str]) -> dict[str, Any]:
+    """A body for `endpoint`: a model (optional for moderations), its input, and extra keys."""
+    body: dict[str, Any] = {}
+    if endpoint != MODERATIONS or draw(st.booleans()):
+        body["model"] = draw(st.sampled_from(models))
+    if endpoint == EMBEDDINGS:
+        body["input"] = draw(
+            st.one_of(TEXT, st.lists(TEXT, max_size=4), st.lists(st.integers(0, 9), max_size=3))
+        )
+    else:
+        body["messages"] = [{"role": "user", "content": draw(TEXT)}]
+    body.update(draw(st.dictionaries(TEXT, JSON, max_size=2)))
+    return body
+
+
 @st.composite
 def request_lines(draw: st.DrawFn, endpoint: str, faults: list[str] = FAULTS) -> list[bytes]:
     """Request lines: mostly valid, some broken in one of many ways, written in varied styles."""
     lines = []
     for index in range(draw(st.integers(0, 12))):
-        body: dict[str, Any] = {}
-        if endpoint != MODERATIONS or draw(st.booleans()):
-            body["model"] = draw(st.sampled_from(["gpt-4o-mini", "o3", "日本", 'm\\"']))
-        if endpoint == EMBEDDINGS:
-            body["input"] = draw(
-                st.one_of(TEXT, st.lists(TEXT, max_size=4), st.lists(st.integers(0, 9), max_size=3))
-            )
-        else:
-            body["messages"] = [{"role": "user", "content": draw(TEXT)}]
-        body.update(draw(st.dictionaries(TEXT, JSON, max_size=2)))
+        body = request_body(draw, endpoint, ["gpt-4o-mini", "o3", "日本", 'm\\"'])
         request: dict[str, Any] = {
             "custom_id": draw(st.sampled_from([f"id-{index}", f"{index}-" + draw(TEXT)])),
             "method": "POST",

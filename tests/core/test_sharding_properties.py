@@ -15,7 +15,11 @@ from hypothesis import strategies as st
 from batch_assets.core.limits import EMBEDDINGS, MODERATIONS, BatchLimits
 from batch_assets.core.request_validation import RequestValidationError
 from batch_assets.core.sharding import shard_requests
-from tests.core.test_request_validation_properties import JSON, TEXT, reference_object_problem
+from tests.core.test_request_validation_properties import (
+    TEXT,
+    reference_object_problem,
+    request_body,
+)
 
 CHAT = "/v1/chat/completions"
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -37,16 +41,7 @@ def requests(draw: st.DrawFn, endpoint: str) -> list[Any]:
     faults = ["none"] * 8 + [*WRONG, "delete", "repeat", "unwritable", "type"]
     faults = draw(st.sampled_from([["none"], faults]))  # half the time, every request is valid
     for index in range(draw(st.integers(0, 14))):
-        body: dict[str, Any] = {}
-        if endpoint != MODERATIONS or draw(st.booleans()):
-            body["model"] = draw(st.sampled_from(["m1", "m2", "日本", 'm\\"']))
-        if endpoint == EMBEDDINGS:
-            body["input"] = draw(
-                st.one_of(TEXT, st.lists(TEXT, max_size=4), st.lists(st.integers(0, 9), max_size=3))
-            )
-        else:
-            body["messages"] = [{"role": "user", "content": draw(TEXT)}]
-        body.update(draw(st.dictionaries(TEXT, JSON, max_size=2)))
+        body = request_body(draw, endpoint, ["m1", "m2", "日本", 'm\\"'])
         request: dict[str, Any] = {
             "custom_id": draw(
                 st.sampled_from([f"id-{index}", f"{index}-é", f"{index}" + draw(TEXT)])
