@@ -10,27 +10,12 @@ import openai
 import pytest
 
 from batch_assets.core.batch_client import BackendSettings, BatchClient
+from tests.local_api.helpers import chat_request, jsonl
 from tests.local_api_server import LocalBatchAPI, wait_for
 
 
 def _requests_file(path: Path, count: int, prefix: str = "r") -> Path:
-    path.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "custom_id": f"{prefix}{i}",
-                    "method": "POST",
-                    "url": "/v1/chat/completions",
-                    "body": {
-                        "model": "gpt-4o-mini",
-                        "messages": [{"role": "user", "content": "x"}],
-                    },
-                }
-            )
-            + "\n"
-            for i in range(count)
-        )
-    )
+    path.write_bytes(jsonl([chat_request(f"{prefix}{i}") for i in range(count)]))
     return path
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from openai import OpenAI
 
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.sensor import RUN_KEY_TAG, batch_completion_sensor
+from tests.local_api.helpers import chat_request, jsonl
 from tests.local_api_server import LocalBatchAPI, wait_for
 
 TEST_API_KEY = "sk-test-0123456789abcdef"
@@ -136,22 +136,9 @@ def shared_instance(folder: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.local_temp(str(folder))
 
 
-def chat_request(custom_id: str, content: str | None = None) -> dict:
-    """One chat-completions request line whose message is `content` (default: the custom_id)."""
-    return {
-        "custom_id": custom_id,
-        "method": "POST",
-        "url": "/v1/chat/completions",
-        "body": {
-            "model": "gpt-4o-mini",
-            "messages": [{"role": "user", "content": custom_id if content is None else content}],
-        },
-    }
-
-
 def write_chat_requests(path: Path, custom_ids: Sequence[str]) -> Path:
-    """A JSONL file of chat requests, one per custom_id."""
-    path.write_text("".join(json.dumps(chat_request(custom_id)) + "\n" for custom_id in custom_ids))
+    """A JSONL file of chat requests, one per custom_id, each asking its custom_id."""
+    path.write_bytes(jsonl([chat_request(custom_id, custom_id) for custom_id in custom_ids]))
     return path
 
 

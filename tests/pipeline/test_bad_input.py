@@ -13,8 +13,9 @@ import pytest
 from batch_assets.core.limits import BatchLimits
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.sources import IteratorSource, JsonlFileSource
+from tests.local_api.helpers import chat_request
 from tests.local_api_server import LocalBatchAPI
-from tests.pipeline.harness import Harness, chat_request, make_defs
+from tests.pipeline.harness import Harness, make_defs
 from tests.pipeline.invariants import assert_no_half_written_file
 
 NAME = "checked"

@@ -12,27 +12,19 @@ import polars as pl
 from batch_assets.core.limits import BatchLimits
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.sources import IteratorSource, JsonlFileSource
+from tests.local_api.helpers import chat_request, jsonl
 from tests.local_api_server import LocalBatchAPI
 from tests.pipeline.harness import Harness, make_defs
 
 
-def _chat(custom_id: str, text: str) -> dict:
-    return {
-        "custom_id": custom_id,
-        "method": "POST",
-        "url": "/v1/chat/completions",
-        "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]},
-    }
-
-
 def _write_jsonl(path: Path, requests: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in requests))
+    path.write_bytes(jsonl(requests))
     return path
 
 
 def test_jsonl_file_end_to_end_with_raw_files_kept(api: LocalBatchAPI, tmp_path: Path) -> None:
     source = _write_jsonl(
-        tmp_path / "tickets.jsonl", [_chat(f"t{i}", f"ticket {i}") for i in range(30)]
+        tmp_path / "tickets.jsonl", [chat_request(f"t{i}", f"ticket {i}") for i in range(30)]
     )
     pipeline = build_batch_pipeline(
         "tickets", JsonlFileSource(source), storage_dir=tmp_path / "generated"
@@ -59,7 +51,7 @@ def test_jsonl_file_end_to_end_with_raw_files_kept(api: LocalBatchAPI, tmp_path:
 def test_iterator_streams_into_shards_by_limit(api: LocalBatchAPI, tmp_path: Path) -> None:
     def requests() -> Iterator[dict]:
         for i in range(1200):
-            yield _chat(f"q{i:04d}", f"question {i}")
+            yield chat_request(f"q{i:04d}", f"question {i}")
 
     pipeline = build_batch_pipeline(
         "questions",
@@ -84,7 +76,7 @@ def test_iterator_streams_into_shards_by_limit(api: LocalBatchAPI, tmp_path: Pat
 def test_resubmitting_the_same_requests_reuses_the_batch(
     api: LocalBatchAPI, tmp_path: Path
 ) -> None:
-    source = _write_jsonl(tmp_path / "same.jsonl", [_chat("a", "x"), _chat("b", "y")])
+    source = _write_jsonl(tmp_path / "same.jsonl", [chat_request("a", "x"), chat_request("b", "y")])
     pipeline = build_batch_pipeline("same", JsonlFileSource(source), storage_dir=tmp_path / "gen")
     with dg.instance_for_test() as instance:
         harness = Harness(make_defs(pipeline, api), instance)
