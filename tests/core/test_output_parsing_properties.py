@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from batch_assets.core import output_parsing
 from batch_assets.core.output_parsing import RESULT_SCHEMA, parse_batch_file, scan_batch_file
+from tests.core.strategies import json_values
 
 SETTINGS = settings(max_examples=100, deadline=None)
 TEXT = st.one_of(
@@ -28,15 +29,7 @@ TEXT = st.one_of(
     ),
 )
 INT = st.integers(-(2**63), 2**63 - 1)
-JUNK = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | TEXT,
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(TEXT, children, max_size=3),
-    max_leaves=6,
-)
+JUNK = json_values(TEXT, max_leaves=6)
 # Field names: unknown keys mixed into objects never take these.
 KNOWN = {
     *("id", "custom_id", "response", "status_code", "request_id", "body", "error", "model"),

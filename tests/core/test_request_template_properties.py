@@ -20,6 +20,7 @@ from batch_assets.core.request_template import (
 )
 from batch_assets.core.request_validation import validate_request_lines
 from batch_assets.core.sharding import shard_request_frame
+from tests.core.strategies import json_values
 
 SETTINGS = settings(max_examples=60, deadline=None)
 NASTY = [
@@ -50,15 +51,7 @@ TEXT = st.one_of(
     st.builds(lambda part, times: part * times, st.sampled_from(NASTY), st.integers(500, 5000)),
     st.builds(lambda part, times: part * times, st.text(min_size=1, max_size=4), st.just(3000)),
 )
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | TEXT,
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(TEXT, children, max_size=3),
-    max_leaves=8,
-)
+JSON = json_values(TEXT, max_leaves=8)
 SCHEMA = st.recursive(
     st.fixed_dictionaries(
         {"type": st.sampled_from(["string", "integer", "number", "boolean", "null"])},
