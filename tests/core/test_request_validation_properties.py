@@ -170,6 +170,24 @@ def request_body(draw: st.DrawFn, endpoint: str, models: list[str]) -> dict[str,
     return body
 
 
+def break_request(
+    draw: st.DrawFn,
+    request: dict[str, Any],
+    fault: str,
+    index: int,
+    wrong: dict[str, st.SearchStrategy[Any]],
+) -> None:
+    """Break the `index`-th request as `fault` says: a wrong value, a field gone, a repeated id."""
+    if fault == "model":
+        request["body"]["model"] = draw(wrong["model"])
+    elif fault in wrong:
+        request[fault] = draw(wrong[fault])
+    elif fault == "delete":
+        del request[draw(st.sampled_from(["custom_id", "method", "url", "body"]))]
+    elif fault == "repeat" and index:
+        request["custom_id"] = f"id-{draw(st.integers(0, index - 1))}"
+
+
 @st.composite
 def request_lines(draw: st.DrawFn, endpoint: str, faults: list[str] = FAULTS) -> list[bytes]:
     """Request lines: mostly valid, some broken in one of many ways, written in varied styles."""
@@ -185,14 +203,7 @@ def request_lines(draw: st.DrawFn, endpoint: str, faults: list[str] = FAULTS) ->
         request.update(draw(st.dictionaries(TEXT, JSON, max_size=2)))
         fault = draw(st.sampled_from(faults))
         edit = fault if fault in EDITS else draw(st.sampled_from(EDITS))
-        if fault == "model":
-            body["model"] = draw(WRONG["model"])
-        elif fault in WRONG:
-            request[fault] = draw(WRONG[fault])
-        elif fault == "delete":
-            del request[draw(st.sampled_from(["custom_id", "method", "url", "body"]))]
-        elif fault == "repeat" and index:
-            request["custom_id"] = f"id-{draw(st.integers(0, index - 1))}"
+        break_request(draw, request, fault, index, WRONG)
         keys = draw(st.permutations(list(request)))
         text = json.dumps(
             {key: request[key] for key in keys},

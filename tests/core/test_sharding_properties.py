@@ -17,6 +17,7 @@ from batch_assets.core.request_validation import RequestValidationError
 from batch_assets.core.sharding import shard_requests
 from tests.core.test_request_validation_properties import (
     TEXT,
+    break_request,
     reference_object_problem,
     request_body,
 )
@@ -51,15 +52,8 @@ def requests(draw: st.DrawFn, endpoint: str) -> list[Any]:
             "body": body,
         }
         fault = draw(st.sampled_from(faults))
-        if fault == "model":
-            body["model"] = draw(WRONG["model"])
-        elif fault in WRONG:
-            request[fault] = draw(WRONG[fault])
-        elif fault == "delete":
-            del request[draw(st.sampled_from(["custom_id", "method", "url", "body"]))]
-        elif fault == "repeat" and index:
-            request["custom_id"] = f"id-{draw(st.integers(0, index - 1))}"
-        elif fault == "unwritable":
+        break_request(draw, request, fault, index, WRONG)
+        if fault == "unwritable":
             body["extra"] = draw(UNWRITABLE)
         elif fault == "type":
             out.append(draw(st.sampled_from([[request], "request", None, 5])))
