@@ -7,7 +7,7 @@ API_PORT ?= 8765
 API_STATE ?= .local_api_state
 PORT ?= 3000
 
-.PHONY: install run test lint format local-api bench bench-local-api clean
+.PHONY: install run test fuzz lint format local-api bench bench-local-api clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -p no:logging tests/core -k properties
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from openai import OpenAI
 
 from tests.local_api_server import LocalBatchAPI
+
+# `make test` draws the same examples on every run, so CI passes or fails by the commit alone;
+# `make fuzz` (HYPOTHESIS_PROFILE=fuzz) draws fresh ones, 25 times as many.
+settings.register_profile("default", derandomize=True, deadline=None)
+settings.register_profile("fuzz", max_examples=2500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 DEFAULT_SETTINGS = {
     "seconds_per_request": 0.0,

@@ -16,7 +16,8 @@ only the keys above (everything else is skipped unread), then builds the columns
 values do not fit those types is decoded again with `json` and read leniently: a value of the
 wrong type counts as null, a lone UTF-16 surrogate becomes U+FFFD. A line that is not JSON is an
 error naming the line; blank lines are skipped. `scan_batch_file` gives the same frame for
-well-typed files through polars, lazily, for sinking to Parquet in constant memory.
+well-typed files through polars, lazily, for sinking to Parquet in constant memory; polars'
+reader fails on an integer beyond 128 bits anywhere in a line, where `parse_batch_file` does not.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Stream validated requests into shard files: one model per shard, each within the batch limits.
 
-Every shard is written to a hidden temporary file in the output directory and renamed into
-place only once the whole input has been validated, so an error leaves no shard behind and the
+Every shard is written to a hidden temporary file in the output directory, synced, and renamed
+into place only once the whole input has been validated, so an error leaves no shard behind and the
 files of an earlier run untouched. On success, the shard files of an earlier run with the same
 prefix that the new run did not overwrite are removed, so the directory holds one shard set.
 """
@@ -73,9 +73,12 @@ def shard_file_name(prefix: str, index: int) -> str:
     return f"{prefix}-{index:05d}.jsonl"
 
 
-def _sha256_of(path: Path) -> str:
+def _sha256_and_sync(path: Path) -> str:
+    """The file's SHA-256, once it is on disk (so a crash after the rename cannot empty it)."""
     with path.open("rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+        os.fsync(stream.fileno())
+    return digest
 
 
 class _OpenShard:
@@ -123,10 +126,10 @@ class _OpenShard:
             stream.write(b"\n")
 
     def close(self, hasher: ThreadPoolExecutor) -> None:
-        """Close the file and start hashing it in the background (overlapping further writes)."""
+        """Close the file; hash and sync it in the background (overlapping further writes)."""
         if self.sha256 is None:
             self._stream().close()
-            self.sha256 = hasher.submit(_sha256_of, self.temp)
+            self.sha256 = hasher.submit(_sha256_and_sync, self.temp)
 
 
 class ShardWriter:

@@ -1,18 +1,32 @@
-"""Hypothesis strategies more than one property test draws from."""
+"""Hypothesis strategies and settings the property tests share."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import settings
 from hypothesis import strategies as st
 
 
-def json_values(text: st.SearchStrategy[str], max_leaves: int) -> st.SearchStrategy[Any]:
-    """Any JSON value (finite numbers), nested a little, with strings and keys from `text`."""
+def property_settings(max_examples: int) -> settings:
+    """`max_examples` under the default profile, scaled by the profile's own (`fuzz`: 25x)."""
+    scale = settings.default.max_examples / 100
+    return settings(max_examples=round(max_examples * scale), deadline=None)
+
+
+def json_values(
+    text: st.SearchStrategy[str],
+    max_leaves: int,
+    integers: st.SearchStrategy[int] | None = None,
+) -> st.SearchStrategy[Any]:
+    """Any JSON value (finite numbers), nested a little, with strings and keys from `text`.
+
+    Integers are unbounded unless `integers` says otherwise.
+    """
     scalars = (
         st.none()
         | st.booleans()
-        | st.integers()
+        | (st.integers() if integers is None else integers)
         | st.floats(allow_nan=False, allow_infinity=False)
         | text
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from batch_assets.core.limits import BatchLimits
@@ -20,9 +20,9 @@ from batch_assets.core.request_template import (
 )
 from batch_assets.core.request_validation import validate_request_lines
 from batch_assets.core.sharding import shard_request_frame
-from tests.core.strategies import json_values
+from tests.core.strategies import json_values, property_settings
 
-SETTINGS = settings(max_examples=60, deadline=None)
+SETTINGS = property_settings(60)
 NASTY = [
     '"',
     "\\",

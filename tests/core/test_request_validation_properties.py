@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from batch_assets.core.limits import EMBEDDINGS, MODERATIONS, BatchLimits
@@ -18,9 +18,10 @@ from batch_assets.core.request_validation import (
     validate_jsonl_file,
     validate_request_lines,
 )
+from tests.core.strategies import property_settings
 
 CHAT = "/v1/chat/completions"
-SETTINGS = settings(max_examples=80, deadline=None)
+SETTINGS = property_settings(80)
 TEXT = st.one_of(
     st.text(max_size=12),
     st.lists(

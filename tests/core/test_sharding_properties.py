@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from batch_assets.core.limits import EMBEDDINGS, MODERATIONS, BatchLimits
 from batch_assets.core.request_validation import RequestValidationError
 from batch_assets.core.sharding import shard_requests
+from tests.core.strategies import property_settings
 from tests.core.test_request_validation_properties import (
     TEXT,
     break_request,
@@ -23,7 +24,7 @@ from tests.core.test_request_validation_properties import (
 )
 
 CHAT = "/v1/chat/completions"
-SETTINGS = settings(max_examples=60, deadline=None)
+SETTINGS = property_settings(60)
 # Values a dict may hold that JSON cannot, and wrong values for the watched fields.
 UNWRITABLE = st.sampled_from([float("nan"), float("inf"), {1, 2}, b"bytes", object(), "\ud800"])
 WRONG = {
