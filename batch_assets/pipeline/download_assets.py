@@ -182,6 +182,7 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
                 key=spec.errors_key,
                 description="Every request that did not succeed, with its error code and "
                 "message: HTTP errors, expired, cancelled and unreturned requests.",
+                io_manager_key=spec.io_manager_key,
                 **common,
             ),
         },

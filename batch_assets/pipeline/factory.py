@@ -13,6 +13,7 @@ from batch_assets.core.limits import DEFAULT_LIMITS, BatchLimits, check_endpoint
 from batch_assets.pipeline.cancel_job import build_cancel_job
 from batch_assets.pipeline.checks import build_checks
 from batch_assets.pipeline.download_assets import build_download_assets
+from batch_assets.pipeline.parquet_io_manager import PolarsParquetIOManager
 from batch_assets.pipeline.request_assets import build_requests_asset, source_file_spec
 from batch_assets.pipeline.results_asset import build_results_asset
 from batch_assets.pipeline.sources import BatchSource, DataFrameSource, JsonlFileSource
@@ -39,13 +40,16 @@ def build_batch_pipeline(
     schedule: str | None = None,
     storage_dir: Path | str | None = None,
     resource_key: str = "openai_batch",
+    io_manager_key: str | None = None,
 ) -> dg.Definitions:
     """Assets, checks, jobs and an optional schedule that run `source` through the Batch API.
 
     The assets are `<name>_requests`, `<name>_batch`, `<name>_output`, `<name>_errors` and, for a
     DataFrame source, `<name>_results`; the jobs are `<name>_submit_job` and `<name>_cancel_job`.
     `batch_completion_sensor` (in `batch_assets/defs`) watches the batches and materializes the
-    downloads when they end.
+    downloads when they end. The errors and results frames are stored as Parquet under
+    `<storage>/<name>/tables/` by the `<name>_io_manager` resource returned here, unless
+    `io_manager_key` names an IO manager you provide.
     """
     if not _NAME.match(name):
         raise ValueError(
@@ -82,6 +86,7 @@ def build_batch_pipeline(
         max_attempts=max_attempts,
         storage_dir=Path(storage_dir) if storage_dir is not None else None,
         resource_key=resource_key,
+        io_manager_key=io_manager_key or f"{name}_io_manager",
     )
     assets: list[dg.AssetsDefinition | dg.AssetSpec] = [
         build_requests_asset(spec),
@@ -113,4 +118,9 @@ def build_batch_pipeline(
         asset_checks=build_checks(spec),
         jobs=[submit_job, build_cancel_job(spec)],
         schedules=schedules,
+        resources=(
+            {spec.io_manager_key: PolarsParquetIOManager(base_dir=str(spec.tables_dir))}
+            if io_manager_key is None
+            else {}
+        ),
     )

@@ -6,7 +6,6 @@
 import dagster as dg
 import polars as pl
 
-from batch_assets.core.atomic import write_parquet
 from batch_assets.core.output_parsing import decode_json_answers
 from batch_assets.core.records import BatchResult
 from batch_assets.pipeline.sources import DataFrameSource
@@ -30,6 +29,7 @@ def build_results_asset(spec: PipelineSpec, source: DataFrameSource) -> dg.Asset
         name=spec.results_key.path[-1],
         ins={"frame": dg.AssetIn(source.upstream_key), "result": dg.AssetIn(spec.output_key)},
         group_name=spec.group_name,
+        io_manager_key=spec.io_manager_key,
         kinds={"polars", "parquet"},
         tags=spec.tags(spec.download_role),
         description=f"The rows of {source.upstream_key.to_user_string()} joined with their "
@@ -45,14 +45,12 @@ def build_results_asset(spec: PipelineSpec, source: DataFrameSource) -> dg.Asset
         if source.template.response_format is not None:
             returned = decode_json_answers(returned, schema=source.template.response_format)
         joined = join_results(frame, id_column, returned)
-        path = write_parquet(joined, result.output_table.parent / "results.parquet")
         answered = joined.filter(pl.col("answer").is_not_null()).height
         return dg.Output(
             joined,
             metadata={
                 "row_count": dg.MetadataValue.int(joined.height),
                 "answered_rows": dg.MetadataValue.int(answered),
-                "results_table": dg.MetadataValue.path(str(path)),
             },
         )
 

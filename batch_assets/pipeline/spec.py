@@ -37,6 +37,7 @@ class PipelineSpec:
     max_attempts: int
     storage_dir: Path | None
     resource_key: str
+    io_manager_key: str
 
     @property
     def requests_key(self) -> dg.AssetKey:
@@ -88,6 +89,11 @@ class PipelineSpec:
     def downloads_dir(self) -> Path:
         """Where result files are downloaded, once each, for every run to read."""
         return self.storage_root / "downloads"
+
+    @property
+    def tables_dir(self) -> Path:
+        """Where the pipeline's own IO manager keeps the errors and results tables."""
+        return self.storage_root / "tables"
 
     def run_dir(self, run_id: str) -> Path:
         """Where one run of this pipeline writes its files."""

@@ -99,6 +99,13 @@ def test_materialize_all_then_sensor_finishes_the_job(api: LocalBatchAPI, tmp_pa
         assert results["review_id"].to_list() == list(range(1000, 1000 + ROWS))
         answers = [json.loads(answer) for answer in results["answer"].to_list()]
         assert {answer["sentiment"] for answer in answers} <= {"positive", "negative"}
+        tables = tmp_path / "generated" / "tiny" / "tables"
+        results_path = harness.latest_metadata("tiny_results")["path"]
+        assert results_path == str(tables / "tiny_results.parquet")
+        assert pl.read_parquet(tables / "tiny_results.parquet").equals(results)
+        assert pl.read_parquet(tables / "tiny_errors.parquet").height == 0
+        pickles = Path(instance.storage_directory())
+        assert not (pickles / "tiny_results").exists() and not (pickles / "tiny_errors").exists()
         output = pl.read_parquet(harness.latest_metadata("tiny_output")["output_table"])
         assert sorted(output["custom_id"].to_list()) == [str(i) for i in range(1000, 1000 + ROWS)]
         assert output["custom_id"].n_unique() == ROWS

@@ -97,6 +97,7 @@ def test_storage_dir_defaults_under_data_generated(monkeypatch: pytest.MonkeyPat
         max_attempts=3,
         storage_dir=None,
         resource_key="openai_batch",
+        io_manager_key="x_io_manager",
     )
     assert spec.run_dir("run-1").parts[-4:] == ("data", "generated", "x", "run-1")
     monkeypatch.setenv("BATCH_ASSETS_STORAGE_DIR", "/tmp/elsewhere")
