@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 from openai import OpenAI
 
 from tests.local_api_server import LocalBatchAPI
@@ -15,7 +16,13 @@ from tests.local_api_server import LocalBatchAPI
 # `make test` draws the same examples on every run, so CI passes or fails by the commit alone;
 # `make fuzz` (HYPOTHESIS_PROFILE=fuzz) draws fresh ones, 25 times as many.
 settings.register_profile("default", derandomize=True, deadline=None)
-settings.register_profile("fuzz", max_examples=2500, deadline=None)
+settings.register_profile(
+    "fuzz",
+    max_examples=2500,
+    deadline=None,
+    derandomize=False,
+    database=DirectoryBasedExampleDatabase(".hypothesis/examples"),  # failures replayed first
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 DEFAULT_SETTINGS = {

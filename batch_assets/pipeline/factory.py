@@ -86,7 +86,7 @@ def build_batch_pipeline(
         max_attempts=max_attempts,
         storage_dir=Path(storage_dir) if storage_dir is not None else None,
         resource_key=resource_key,
-        io_manager_key=io_manager_key or f"{name}_io_manager",
+        io_manager_key=f"{name}_io_manager" if io_manager_key is None else io_manager_key,
     )
     assets: list[dg.AssetsDefinition | dg.AssetSpec] = [
         build_requests_asset(spec),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import dagster as dg
@@ -13,8 +14,8 @@ from batch_assets.core.atomic import atomic_path, write_parquet
 class PolarsParquetIOManager(dg.ConfigurableIOManager):
     """Stores a `pl.DataFrame` or `pl.LazyFrame` at `<base_dir>/<asset key>.parquet`.
 
-    A LazyFrame is sunk to the file in streaming fashion; an input annotated `pl.LazyFrame` is
-    scanned lazily, any other input is read whole.
+    A LazyFrame is sunk to the file in streaming fashion; an input annotated `pl.LazyFrame` (or
+    `pl.LazyFrame | None`) is scanned lazily, any other input is read whole.
     """
 
     base_dir: str
@@ -39,6 +40,12 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame:
         path = self._path(context)
-        if context.dagster_type.typing_type is pl.LazyFrame:
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{context.asset_key.to_user_string()} has no Parquet file at {path}; "
+                "materialize it to write one"
+            )
+        annotation = context.dagster_type.typing_type
+        if annotation is pl.LazyFrame or pl.LazyFrame in typing.get_args(annotation):
             return pl.scan_parquet(path)
         return pl.read_parquet(path)

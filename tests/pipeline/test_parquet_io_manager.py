@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -32,6 +33,12 @@ def both_tables(eager_table: pl.DataFrame, lazy_table: pl.LazyFrame) -> pl.DataF
 
 
 @dg.asset(io_manager_key="tables")
+def optional_lazy_input(lazy_table: pl.LazyFrame | None) -> pl.LazyFrame:
+    assert isinstance(lazy_table, pl.LazyFrame)
+    return lazy_table.select(pl.len())
+
+
+@dg.asset(io_manager_key="tables")
 def not_a_table() -> dict[str, int]:
     return {"rows": 3}
 
@@ -39,7 +46,7 @@ def not_a_table() -> dict[str, int]:
 def test_frames_round_trip_through_parquet_files(tmp_path: Path) -> None:
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [eager_table, lazy_table, both_tables],
+            [eager_table, lazy_table, both_tables, optional_lazy_input],
             instance=instance,
             resources={"tables": PolarsParquetIOManager(base_dir=str(tmp_path))},
         )
@@ -56,8 +63,19 @@ def test_frames_round_trip_through_parquet_files(tmp_path: Path) -> None:
         "both_tables.parquet",
         "eager_table.parquet",
         "lazy_table.parquet",
+        "optional_lazy_input.parquet",
         "team",
     ]
+
+
+def test_an_input_never_materialized_is_named_with_its_path(tmp_path: Path) -> None:
+    missing = re.escape(str(tmp_path / "lazy_table.parquet"))
+    with pytest.raises(FileNotFoundError, match=f"lazy_table has no Parquet file at {missing}"):
+        dg.materialize(
+            [lazy_table, optional_lazy_input],
+            selection=[optional_lazy_input],
+            resources={"tables": PolarsParquetIOManager(base_dir=str(tmp_path))},
+        )
 
 
 def test_a_value_that_is_not_a_frame_is_refused_naming_the_asset(tmp_path: Path) -> None:
