@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# dg reads the project's environment from VIRTUAL_ENV; point it at .venv without activating it.
+DG := VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg
 API_PORT ?= 8765
 API_STATE ?= .local_api_state
 PORT ?= 3000
@@ -23,6 +25,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(DG) check defs
+	$(DG) list defs
 	$(BIN)/pytest
 
 fuzz: $(STAMP)

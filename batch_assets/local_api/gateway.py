@@ -1,4 +1,4 @@
-"""What every API call passes first: auth, call counting, injected 429/503 answers and delays."""
+"""What every API call passes first: request ids, auth, call counts, injected 429/503, delays."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from batch_assets.local_api import ids
 from batch_assets.local_api.errors import error_envelope
 
 _OBJECT_ID = re.compile(r"/(file-[A-Za-z0-9]+|batch_[0-9a-f]+)")
@@ -23,6 +24,18 @@ MISSING_KEY_MESSAGE = (
 )
 WRONG_KEY_MESSAGE = "Incorrect API key provided. The local Batch API was started with another key."
 HOLD_STEP_SECONDS = 0.05
+
+
+def _with_request_id(send: Send) -> Send:
+    """`send` that gives the answer a fresh `x-request-id: req_<32 hex>`, as OpenAI does."""
+    header = (b"x-request-id", ids.request_id().encode())
+
+    async def send_with_request_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+        await send(message)
+
+    return send_with_request_id
 
 
 class GatewayStats:
@@ -63,8 +76,12 @@ class Gateway:
         self._random = random.Random(0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        send = _with_request_id(send)
         path = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith(("/v1/", "/admin/")):
+        if not path.startswith(("/v1/", "/admin/")):
             await self.app(scope, receive, send)
             return
         rejection = self._authenticate(scope)

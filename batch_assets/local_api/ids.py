@@ -1,16 +1,28 @@
-"""Object ids shaped like OpenAI's."""
+"""Object ids shaped like OpenAI's: fresh on every call, never derived from content."""
 
 from __future__ import annotations
 
 import secrets
 import string
 
-_ALPHANUMERIC = string.ascii_letters + string.digits
+_ALPHANUMERIC = string.digits + string.ascii_uppercase + string.ascii_lowercase
+# A base62 digit holds log2(62) = 5.95 bits: 0.75 bytes a digit (and one over) fill every digit.
+_BYTES_PER_DIGIT = 0.75
+
+
+def _alphanumeric(length: int) -> str:
+    """`length` random letters and digits (base62), from the system's random source."""
+    number = int.from_bytes(secrets.token_bytes(int(length * _BYTES_PER_DIGIT) + 1))
+    chars = []
+    for _ in range(length):
+        number, rest = divmod(number, 62)
+        chars.append(_ALPHANUMERIC[rest])
+    return "".join(chars)
 
 
 def file_id() -> str:
     """`file-` and 22 letters or digits."""
-    return "file-" + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(22))
+    return "file-" + _alphanumeric(22)
 
 
 def batch_id() -> str:
@@ -24,5 +36,35 @@ def batch_request_id() -> str:
 
 
 def request_id() -> str:
-    """`req_` and 32 hex digits: the id the API gives one HTTP request."""
+    """`req_` and 32 hex digits: the id the API gives one HTTP request (`x-request-id`)."""
     return "req_" + secrets.token_hex(16)
+
+
+def chat_completion_id() -> str:
+    """`chatcmpl-` and 29 letters or digits."""
+    return "chatcmpl-" + _alphanumeric(29)
+
+
+def completion_id() -> str:
+    """`cmpl-` and 29 letters or digits."""
+    return "cmpl-" + _alphanumeric(29)
+
+
+def tool_call_id() -> str:
+    """`call_` and 24 letters or digits: one function call the model makes."""
+    return "call_" + _alphanumeric(24)
+
+
+def response_id() -> str:
+    """`resp_` and 48 hex digits."""
+    return "resp_" + secrets.token_hex(24)
+
+
+def response_item_id(prefix: str) -> str:
+    """An output item of a response: `msg_` or `fc_`, and 48 hex digits."""
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def moderation_id() -> str:
+    """`modr-` and 32 hex digits."""
+    return "modr-" + secrets.token_hex(16)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+from batch_assets.local_api import ids
 from batch_assets.local_api.errors import APIError
 from batch_assets.local_api.json_schema_instance import instance_for
 
@@ -136,7 +137,6 @@ _ANSWER_TEMPLATES = (
     "A concise reply to {topic}: it depends on the details given.",
     "Summary: the request {topic} has a clear and simple answer.",
 )
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _CHAT_ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 # Vectors are built in int16 noise units (uniform in +-32768) before normalising; each word adds
@@ -251,16 +251,6 @@ def _digest(*parts: object) -> str:
     """Hash JSON-able parts into a stable hex digest."""
     canonical = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=repr)
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _base62(digest: str, length: int) -> str:
-    """Spell a hex digest in base62, as OpenAI's chatcmpl-/cmpl-/call_ ids look."""
-    number = int(digest, 16)
-    chars = []
-    for _ in range(length):
-        number, rest = divmod(number, 62)
-        chars.append(_BASE62[rest])
-    return "".join(chars)
 
 
 def _fingerprint(model: str) -> str:
@@ -763,7 +753,6 @@ def _chat(body: dict[str, Any], created: int) -> dict[str, Any]:
     if budget is not None:
         thinking = min(thinking, budget)
     visible_budget = None if budget is None else budget - thinking
-    digest = _digest("/v1/chat/completions", body)
     # the answer depends on what the model reads, not on limits, so a cut answer is a prefix
     answer_key = _digest(
         model, messages, body.get("response_format"), body.get("tools"), body.get("seed")
@@ -781,10 +770,9 @@ def _chat(body: dict[str, Any], created: int) -> dict[str, Any]:
         }
         if forced is not None:
             arguments = _arguments(forced, answer_key, index)
-            call_id = "call_" + _base62(_digest(digest, "call", index), 24)
             message["tool_calls"] = [
                 {
-                    "id": call_id,
+                    "id": ids.tool_call_id(),
                     "type": "function",
                     "function": {"name": forced["name"], "arguments": arguments},
                 }
@@ -802,7 +790,7 @@ def _chat(body: dict[str, Any], created: int) -> dict[str, Any]:
         )
     prompt_tokens = _messages_tokens(messages)
     return {
-        "id": "chatcmpl-" + _base62(digest, 29),
+        "id": ids.chat_completion_id(),
         "object": "chat.completion",
         "created": created,
         "model": model,
@@ -879,15 +867,14 @@ def _responses(body: dict[str, Any], created: int) -> dict[str, Any]:
     if max_output_tokens is not None:
         thinking = min(thinking, max_output_tokens)
     visible_budget = None if max_output_tokens is None else max_output_tokens - thinking
-    digest = _digest("/v1/responses", body)
     answer_key = _digest(model, items, instructions, text_options, body.get("tools"))
     forced = _forced_function(body, nested=False)
     if forced is not None:
         arguments = _arguments(forced, answer_key, 0)
         item: dict[str, Any] = {
             "type": "function_call",
-            "id": "fc_" + _digest(digest, "fc")[:48],
-            "call_id": "call_" + _base62(_digest(digest, "call"), 24),
+            "id": ids.response_item_id("fc"),
+            "call_id": ids.tool_call_id(),
             "name": forced["name"],
             "arguments": arguments,
             "status": "completed",
@@ -899,7 +886,7 @@ def _responses(body: dict[str, Any], created: int) -> dict[str, Any]:
         text, cut = _clip(answer, visible_budget)
         item = {
             "type": "message",
-            "id": "msg_" + _digest(digest, "msg")[:48],
+            "id": ids.response_item_id("msg"),
             "status": "incomplete" if cut else "completed",
             "role": "assistant",
             "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
@@ -907,7 +894,7 @@ def _responses(body: dict[str, Any], created: int) -> dict[str, Any]:
         output_tokens = thinking + count_tokens(text)
     input_tokens = _responses_input_tokens(body)
     return {
-        "id": "resp_" + digest[:48],
+        "id": ids.response_id(),
         "object": "response",
         "created_at": created,
         "status": "incomplete" if cut else "completed",
@@ -986,7 +973,6 @@ def _completions(body: dict[str, Any], created: int) -> dict[str, Any]:
     _number_param(body, "temperature", low=0, high=2)
     _number_param(body, "top_p", low=0, high=1)
     echo = body.get("echo") is True
-    digest = _digest("/v1/completions", body)
     answer_key = _digest(model, body.get("prompt"), body.get("seed"))
     choices = []
     completion_tokens = 0
@@ -1006,7 +992,7 @@ def _completions(body: dict[str, Any], created: int) -> dict[str, Any]:
             )
     prompt_tokens = _prompt_tokens(body.get("prompt"))
     return {
-        "id": "cmpl-" + _base62(digest, 29),
+        "id": ids.completion_id(),
         "object": "text_completion",
         "created": created,
         "model": model,
@@ -1182,9 +1168,8 @@ def _moderations(body: dict[str, Any], created: int) -> dict[str, Any]:
                 code="empty_array",
             )
         raise _wrong_type("input", "one of a string, array of strings, or array of objects", value)
-    digest = _digest("/v1/moderations", body)
     return {
-        "id": "modr-" + digest[:32],
+        "id": ids.moderation_id(),
         "model": model,
         "results": [_moderation_result(model, texts, images) for texts, images in inputs],
     }

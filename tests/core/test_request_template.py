@@ -17,6 +17,7 @@ from batch_assets.core.request_template import (
     render_requests,
 )
 from batch_assets.core.request_validation import validate_request_lines
+from tests.openapi_spec import spec_errors
 
 NASTY = [
     'say "hi"',
@@ -145,10 +146,12 @@ def test_embeddings_body_layout() -> None:
     }
 
 
-def test_rendered_lines_pass_validation() -> None:
+def test_rendered_lines_pass_validation_and_the_line_schema() -> None:
     for endpoint in TEMPLATE_ENDPOINTS:
         lines = render_request_lines(nasty_frame(), template_for(endpoint))
         assert validate_request_lines(lines, endpoint=endpoint).n_requests == len(NASTY)
+        for line in lines:
+            assert spec_errors(json.loads(line), "BatchRequestInput") == []
 
 
 def test_non_string_columns_are_cast() -> None:

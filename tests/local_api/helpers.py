@@ -58,3 +58,19 @@ def read_lines(client: OpenAI, file_id: str | None) -> list[dict]:
     if file_id is None:
         return []
     return [json.loads(line) for line in client.files.content(file_id).text.splitlines()]
+
+
+def ids_and_rest(body: Any) -> tuple[list[str], Any]:
+    """The object ids in an answer (every `id` and `call_id`, at any depth) and the rest of it."""
+    found: list[str] = []
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            found.extend(value[key] for key in ("id", "call_id") if key in value)
+            return {k: strip(v) for k, v in value.items() if k not in ("id", "call_id")}
+        if isinstance(value, list):
+            return [strip(item) for item in value]
+        return value
+
+    rest = strip(body)
+    return found, rest

@@ -46,6 +46,55 @@ def test_relaxation_allows_null_only_outside_required() -> None:
     ]
 
 
+OUTPUT_LINE = {
+    "id": "batch_req_6734bd8e",
+    "custom_id": "c1",
+    "response": {"status_code": 200, "request_id": "req_" + "a" * 32, "body": {"id": "x"}},
+    "error": None,
+}
+ERROR_BODY = {"error": {"message": "no", "type": "server_error", "param": None, "code": None}}
+UNANSWERED = {"code": "batch_expired", "message": "This request could not be executed."}
+
+
+@pytest.mark.parametrize(
+    ("line", "schema", "fits"),
+    [
+        ({"custom_id": "a", "method": "POST", "url": "/v1/embeddings", "body": {}}, "in", True),
+        ({"custom_id": "a", "method": "GET", "url": "/v1/embeddings", "body": {}}, "in", False),
+        ({"custom_id": "a", "method": "POST", "url": "/v1/files", "body": {}}, "in", False),
+        ({"custom_id": "", "method": "POST", "url": "/v1/embeddings", "body": {}}, "in", False),
+        ({"custom_id": "a", "method": "POST", "url": "/v1/embeddings"}, "in", False),
+        (OUTPUT_LINE, "out", True),
+        (
+            {**OUTPUT_LINE, "response": {**OUTPUT_LINE["response"], "status_code": 500}},
+            "out",
+            False,
+        ),
+        ({**OUTPUT_LINE, "response": {**OUTPUT_LINE["response"], "request_id": "r"}}, "out", False),
+        ({**OUTPUT_LINE, "id": "req_1"}, "out", False),
+        (
+            {**OUTPUT_LINE, "response": {**OUTPUT_LINE["response"], "status_code": 500}},
+            "err",
+            False,
+        ),
+        (
+            {
+                **OUTPUT_LINE,
+                "response": {**OUTPUT_LINE["response"], "status_code": 500, "body": ERROR_BODY},
+            },
+            "err",
+            True,
+        ),
+        ({**OUTPUT_LINE, "response": None, "error": UNANSWERED}, "err", True),
+        ({**OUTPUT_LINE, "response": None, "error": {**UNANSWERED, "code": "oops"}}, "err", False),
+        ({**OUTPUT_LINE, "error": UNANSWERED}, "err", False),
+    ],
+)
+def test_line_schemas_take_only_what_the_api_writes(line: dict, schema: str, fits: bool) -> None:
+    name = {"in": "BatchRequestInput", "out": "BatchOutputLine", "err": "BatchErrorLine"}[schema]
+    assert (spec_errors(line, name) == []) is fits
+
+
 def test_batches_in_every_status_conform(local_api: LocalBatchAPI, client: OpenAI) -> None:
     bodies = []
     local_api.configure(seconds_per_request=0.02, finalizing_seconds=0.3)
