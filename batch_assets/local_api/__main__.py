@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import socket
 import sys
@@ -13,6 +14,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from batch_assets.local_api.app import create_app
+from batch_assets.local_api.http_protocol import uvicorn_http_options
 from batch_assets.local_api.settings import Simulation
 
 
@@ -34,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     defaults = Simulation()
     for name, field in Simulation.model_fields.items():
-        if name == "clock_offset_seconds":
+        if name in ("clock_offset_seconds", "pause_publishing_at"):
             continue
         kind = int if int in typing.get_args(field.annotation) else float
         parser.add_argument(
@@ -55,6 +57,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def open_to_others_warning(host: str, api_key: str | None) -> str | None:
+    """The warning for a server that listens beyond loopback with no API key, else None."""
+    if api_key or ipaddress.ip_address(host).is_loopback:
+        return None
+    return (
+        f"warning: the local Batch API listens on {host}, beyond loopback, without --api-key: "
+        "anyone who can reach this port can read, create and delete its files and batches. "
+        "Pass --api-key (or set LOCAL_BATCH_API_KEY) to require a key."
+    )
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -83,9 +96,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"python -m batch_assets.local_api: {flag}: {first['msg']}") from None
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]
+    warning = open_to_others_warning(host, args.api_key)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     shown_host = f"[{host}]" if ":" in host else host
     app = create_app(args.state_dir, settings, api_key=args.api_key)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", **uvicorn_http_options()
+    )
     server = _AnnouncingServer(config, f"http://{shown_host}:{port}/v1")
     server.run(sockets=[sock])
     sys.exit(0 if server.started else 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
-from batch_assets.local_api.errors import APIError
+from batch_assets.local_api.errors import APIError, shown
 from batch_assets.local_api.settings import Simulation
 from batch_assets.local_api.web import engine_of, json_body, json_response
 
@@ -27,7 +27,7 @@ async def change_settings(request: Request) -> Response:
         settings = Simulation.model_validate({**engine.settings.model_dump(), **changes})
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
+        field = shown(".".join(str(part) for part in first["loc"]))
         raise APIError(400, f"Invalid setting '{field}': {first['msg']}.", param=field) from None
     engine.settings = settings
     engine.wake()

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 
 from batch_assets.local_api import admin_api, batches_api, files_api, inference_api
 from batch_assets.local_api.engine import BatchEngine
-from batch_assets.local_api.errors import APIError, error_envelope
+from batch_assets.local_api.errors import APIError, error_envelope, shown
 from batch_assets.local_api.gateway import Gateway, GatewayStats
 from batch_assets.local_api.settings import Simulation
 from batch_assets.local_api.store import Store
@@ -55,7 +55,7 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         message = (
-            f"Invalid URL ({request.method} {request.url.path})"
+            f"Invalid URL ({shown(request.method)} {shown(request.url.path)})"
             if exc.status_code in (404, 405)
             else str(exc.detail)
         )

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from batch_assets.local_api import ids
-from batch_assets.local_api.errors import APIError, not_found
+from batch_assets.local_api.errors import APIError, not_found, shown
 from batch_assets.local_api.local_models import SUPPORTED_ENDPOINTS
 from batch_assets.local_api.web import (
     engine_of,
@@ -39,7 +39,7 @@ def _metadata(value: Any) -> dict[str, str] | None:
         if len(key) > MAX_METADATA_KEY_CHARS:
             raise APIError(
                 400,
-                f"Invalid 'metadata': key '{key[:20]}...' is longer than "
+                f"Invalid 'metadata': key '{shown(key)}' is longer than "
                 f"{MAX_METADATA_KEY_CHARS} characters.",
                 param="metadata",
             )
@@ -92,14 +92,14 @@ async def create_batch(request: Request) -> Response:
     if body["endpoint"] not in SUPPORTED_ENDPOINTS:
         raise APIError(
             400,
-            f"Invalid value for 'endpoint': '{body['endpoint']}'; supported values are "
+            f"Invalid value for 'endpoint': '{shown(body['endpoint'])}'; supported values are "
             f"{', '.join(SUPPORTED_ENDPOINTS)}.",
             param="endpoint",
         )
     if body["completion_window"] != "24h":
         raise APIError(
             400,
-            f"Invalid value for 'completion_window': '{body['completion_window']}'; "
+            f"Invalid value for 'completion_window': '{shown(body['completion_window'])}'; "
             "the only supported value is '24h'.",
             param="completion_window",
         )

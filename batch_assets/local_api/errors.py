@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+SHOWN_CHARS = 64
+SERVER_ERROR_MESSAGE = (
+    "The server had an error while processing your request. Sorry about that! "
+    "(The local Batch API logged the cause to its stderr.)"
+)
+
 
 class APIError(Exception):
     """An HTTP error answered with OpenAI's `{"error": {message, type, param, code}}` envelope."""
@@ -42,6 +48,19 @@ def error_envelope(
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+def shown(value: object) -> str:
+    """Caller input as an error message quotes it: cut to `SHOWN_CHARS` characters."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}... ({len(text):,} characters)"
+
+
 def not_found(kind: str, object_id: str, *, param: str = "id") -> APIError:
     """404 for an unknown file or batch id, worded as OpenAI words it."""
-    return APIError(404, f"No such {kind} object: {object_id}", param=param)
+    return APIError(404, f"No such {kind} object: {shown(object_id)}", param=param)
+
+
+def server_error(message: str = SERVER_ERROR_MESSAGE) -> APIError:
+    """500 for a fault of the server itself, by default worded as OpenAI words it."""
+    return APIError(500, message, type="server_error")

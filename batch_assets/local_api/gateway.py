@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import math
 import random
 import re
@@ -11,11 +12,15 @@ import time
 from collections import Counter
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from batch_assets.local_api import ids
-from batch_assets.local_api.errors import error_envelope
+from batch_assets.local_api.errors import APIError, error_envelope, server_error, shown
+from batch_assets.local_api.files_api import MAX_UPLOAD_BYTES
+from batch_assets.local_api.local_models import SUPPORTED_ENDPOINTS
+from batch_assets.local_api.multipart_upload import FORM_OVERHEAD_BYTES
 
 _OBJECT_ID = re.compile(r"/(file-[A-Za-z0-9]+|batch_[0-9a-f]+)")
 MISSING_KEY_MESSAGE = (
@@ -24,6 +29,55 @@ MISSING_KEY_MESSAGE = (
 )
 WRONG_KEY_MESSAGE = "Incorrect API key provided. The local Batch API was started with another key."
 HOLD_STEP_SECONDS = 0.05
+MAX_CONTROL_BODY_BYTES = 1024 * 1024
+"""Bodies of the control endpoints (create a batch, change settings, ...): OpenAI's are small."""
+MAX_INFERENCE_BODY_BYTES = 16 * 1024 * 1024
+"""Bodies of the synchronous endpoints (`/v1/chat/completions`, ...)."""
+MAX_UPLOAD_BODY_BYTES = MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES
+"""Bodies of `POST /v1/files`: the largest file and the form around it."""
+
+log = logging.getLogger(__name__)
+
+
+def body_cap(path: str) -> int:
+    """The most bytes a request body to `path` may have."""
+    if path.rstrip("/") == "/v1/files":
+        return MAX_UPLOAD_BODY_BYTES
+    if path in SUPPORTED_ENDPOINTS:
+        return MAX_INFERENCE_BODY_BYTES
+    return MAX_CONTROL_BODY_BYTES
+
+
+def _body_too_large(scope: Scope, cap: int, size: str) -> APIError:
+    return APIError(
+        413,
+        f"Request body too large: {shown(scope['method'])} {shown(scope.get('path', ''))} "
+        f"accepts at most {cap:,} bytes, and this one has {size}.",
+    )
+
+
+def _declared_length(scope: Scope) -> int | None:
+    """The request's Content-Length, if it sent one."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+def _capped_receive(receive: Receive, scope: Scope, cap: int) -> Receive:
+    """`receive` that raises a 413 `APIError` once the body passes `cap` bytes."""
+    received = 0
+
+    async def receive_capped() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > cap:
+                raise _body_too_large(scope, cap, "more")
+        return message
+
+    return receive_capped
 
 
 def _with_request_id(send: Send) -> Send:
@@ -79,19 +133,48 @@ class Gateway:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        send = _with_request_id(send)
-        path = scope.get("path", "")
-        if not path.startswith(("/v1/", "/admin/")):
-            await self.app(scope, receive, send)
+        started = False
+        send_with_request_id = _with_request_id(send)
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send_with_request_id(message)
+
+        try:
+            await self._handle(scope, receive, tracked_send)
+        except ClientDisconnect:
             return
-        rejection = self._authenticate(scope)
+        except APIError as exc:  # the body cap, raised where no route's handler catches it
+            if started:
+                raise
+            await JSONResponse(exc.envelope(), exc.status_code)(scope, receive, tracked_send)
+        except Exception:
+            if started:  # too late to answer: uvicorn logs it and drops the connection
+                raise
+            # Answered here, inside the request id: Starlette's own 500 would go out without it.
+            log.exception("unhandled error in %s %s", scope["method"], scope.get("path", ""))
+            error = server_error()
+            await JSONResponse(error.envelope(), error.status_code)(scope, receive, tracked_send)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Auth, counts, injected errors and the body cap, then the app."""
+        path = scope.get("path", "")
+        guarded = path.startswith(("/v1/", "/admin/"))
+        rejection = self._authenticate(scope) if guarded else None
         if rejection is None and path.startswith("/v1/"):
             self.stats.record(scope["method"], path)
             rejection = self._injected_error()
         if rejection is not None:
             await rejection(scope, receive, send)
             return
-        if scope["method"] == "POST" and path.rstrip("/") == "/v1/batches":
+        cap = body_cap(path)
+        declared = _declared_length(scope)
+        if declared is not None and declared > cap:
+            # Refused before reading a byte of the body; uvicorn discards what the client sends.
+            raise _body_too_large(scope, cap, f"{declared:,}")
+        receive = _capped_receive(receive, scope, cap)
+        if guarded and scope["method"] == "POST" and path.rstrip("/") == "/v1/batches":
             await self._held_create(scope, receive, send)
             return
         await self.app(scope, receive, send)

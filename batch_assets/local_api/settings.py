@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# The steps of publishing a batch's files, in order: content checkpointed, a file's bytes moved
+# into place, its file object recorded.
+PublishingStep = Literal[
+    "before_output", "output_placed", "after_output", "error_placed", "after_error"
+]
+
+CLOCK_OFFSET_LIMIT_SECONDS = 100 * 365 * 86400
 
 
 class Simulation(BaseModel):
     """Knobs set by command-line flags and changeable at runtime through `/admin/settings`."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Infinity and NaN (which Python's JSON reader accepts) would break the clock and schedules.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     seconds_per_request: float = Field(0.0, ge=0, description="Simulated work per request.")
     window_seconds: float = Field(
@@ -54,7 +64,19 @@ class Simulation(BaseModel):
         0.0, ge=0, description="Hold the answer to POST /v1/batches this long after creating."
     )
     clock_offset_seconds: float = Field(
-        0.0, description="Added to the wall clock: moves expiry of files and batches forward."
+        0.0,
+        # A century either way: timestamps stay within SQLite's integers.
+        ge=-CLOCK_OFFSET_LIMIT_SECONDS,
+        le=CLOCK_OFFSET_LIMIT_SECONDS,
+        description="Added to the wall clock: moves expiry of files and batches forward.",
+    )
+    sync_timeout_seconds: float = Field(
+        60.0, gt=0, description="How long a synchronous /v1 answer may take before a 504."
+    )
+    pause_publishing_at: PublishingStep | None = Field(
+        None,
+        description="Hold every batch's publishing of its output and error files at this step "
+        "(to test a crash there); None never.",
     )
 
     def now(self) -> float:

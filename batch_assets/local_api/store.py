@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ CREATE INDEX IF NOT EXISTS batches_status ON batches (status);
 """
 
 ACTIVE_STATUSES = ("validating", "in_progress", "finalizing", "cancelling")
+# A file id as this server makes them (`ids.file_id`); nothing else may name a path under files/.
+_FILE_ID = re.compile(r"file-[A-Za-z0-9]{1,64}")
 
 
 class Store:
@@ -42,8 +45,7 @@ class Store:
         self.upload_dir = state_dir / "uploads"
         for folder in (self.files_dir, self.work_dir, self.upload_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        for leftover in self.upload_dir.iterdir():
-            leftover.unlink()
+        self._remove_unfinished_uploads()
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
             state_dir / "state.sqlite3", check_same_thread=False, isolation_level=None
@@ -51,6 +53,12 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+
+    def _remove_unfinished_uploads(self) -> None:
+        """Delete the files that uploads cut short left in uploads/; folders are not ours."""
+        for leftover in self.upload_dir.iterdir():
+            if leftover.is_symlink() or not leftover.is_dir():
+                leftover.unlink()
 
     def close(self) -> None:
         """Close the database."""
@@ -74,8 +82,15 @@ class Store:
 
     # Files
 
+    @staticmethod
+    def is_file_id(file_id: str) -> bool:
+        """Whether `file_id` is shaped like the ids this server gives files."""
+        return _FILE_ID.fullmatch(file_id) is not None
+
     def file_path(self, file_id: str) -> Path:
-        """Where the bytes of a file live."""
+        """Where the bytes of a file live; a ValueError for anything not shaped like a file id."""
+        if not self.is_file_id(file_id):
+            raise ValueError(f"not a file id: {file_id[:64]!r}")
         return self.files_dir / file_id
 
     def add_file(self, obj: dict[str, Any], source: Path) -> None:
@@ -94,9 +109,12 @@ class Store:
 
     def delete_file(self, file_id: str) -> bool:
         """Forget a file and remove its bytes; False if there was none."""
+        if not self.is_file_id(file_id):
+            return False
         with self._transaction() as db:
             deleted = db.execute("DELETE FROM files WHERE id = ?", (file_id,)).rowcount
-        self.file_path(file_id).unlink(missing_ok=True)
+        if deleted:
+            self.file_path(file_id).unlink(missing_ok=True)
         return deleted > 0
 
     def list_files(

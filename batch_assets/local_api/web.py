@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Request, Response
 
 from batch_assets.local_api.engine import BatchEngine
-from batch_assets.local_api.errors import APIError
+from batch_assets.local_api.errors import APIError, shown
 
 
 def json_response(body: Any, status_code: int = 200) -> Response:
@@ -46,7 +46,7 @@ def int_param(value: str | None, name: str, *, default: int, minimum: int, maxim
         number = int(value)
     except ValueError:
         raise APIError(
-            400, f"Invalid '{name}': expected an integer, got '{value}'.", param=name
+            400, f"Invalid '{name}': expected an integer, got '{shown(value)}'.", param=name
         ) from None
     if not minimum <= number <= maximum:
         raise APIError(
