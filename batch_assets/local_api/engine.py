@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from batch_assets.local_api.errors import APIError, error_envelope, not_found
 from batch_assets.local_api.local_models import RequestRejected, respond
 from batch_assets.local_api.settings import Simulation
 from batch_assets.local_api.store import Store
-from batch_assets.local_api.validation import batch_error, validate_input_file
+from batch_assets.local_api.validation import batch_error, describe_failure, validate_input_file
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,28 @@ UNFINISHED_MESSAGES = {
 }
 SERVER_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
 TIMEOUT_MESSAGE = "The request timed out while it was being processed."
+TOO_DEEP_MESSAGE = "This request is nested too deeply to be answered."
+# A batch whose step raises this many times in a row (not one request's fault) is failed.
+MAX_STEP_FAILURES = 3
+STEP_RETRY_SECONDS = 0.25
+PAUSED_LOOK_SECONDS = 1.0
+FILE_KINDS = ("output", "error")
+TERMINAL_STATUSES = ("completed", "failed", "expired", "cancelled")
+
+
+class MissingWork(Exception):
+    """Checkpointed content of a batch is no longer on disk, so it cannot be published."""
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    """One answered request: its result line as bytes, and what it adds to the batch's counts."""
+
+    custom_id: str
+    encoded: bytes
+    succeeded: bool
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 def fails_by_rate(custom_id: str, fail_rate: float, input_digest: str = "") -> bool:
@@ -77,6 +101,8 @@ class BatchEngine:
         self._due: dict[str, tuple[float, Simulation]] = {}
         self._next_reap = 0.0
         self._cut_files: set[str] = set()
+        self._step_failures: dict[str, int] = {}
+        self._pauses_logged: set[tuple[str, str]] = set()
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -130,24 +156,81 @@ class BatchEngine:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            busy = False
-            timeout = IDLE_WAIT_SECONDS
+            busy, timeout = False, IDLE_WAIT_SECONDS
             try:
-                for batch_id in self.store.active_batch_ids():
-                    if self._stopping.is_set():
-                        break
-                    due = self._due.get(batch_id)
-                    if due is None or due[1] is not self.settings or due[0] <= time.monotonic():
-                        busy = self._advance(batch_id) or busy
-                        due = self._due.get(batch_id)
-                    wait = ACTIVE_WAIT_SECONDS if due is None else due[0] - time.monotonic()
-                    timeout = min(timeout, max(wait, 0.0))
-                self._reap_expired_files()
+                busy, timeout = self._look_at_batches()
             except Exception:
-                log.exception("the batch engine failed a step; it will try again")
+                log.exception("the batch engine could not list its batches; it will try again")
             if not busy:
                 self._wake.wait(timeout)
                 self._wake.clear()
+
+    def _look_at_batches(self) -> tuple[bool, float]:
+        """Advance every batch that is due; whether any has more to do now, and how long to wait."""
+        busy = False
+        timeout = IDLE_WAIT_SECONDS
+        for batch_id in self.store.active_batch_ids():
+            if self._stopping.is_set():
+                break
+            due = self._due.get(batch_id)
+            if due is None or due[1] is not self.settings or due[0] <= time.monotonic():
+                busy = self._advance_safely(batch_id) or busy
+                due = self._due.get(batch_id)
+            wait = ACTIVE_WAIT_SECONDS if due is None else due[0] - time.monotonic()
+            timeout = min(timeout, max(wait, 0.0))
+        try:
+            self._reap_expired_files()
+        except Exception:
+            log.exception("the batch engine could not delete expired files; it will try again")
+        return busy, timeout
+
+    def _advance_safely(self, batch_id: str) -> bool:
+        """`_advance`, where a step that raises is tried again and fails the batch in the end."""
+        try:
+            busy = self._advance(batch_id)
+        except Exception as exc:
+            failures = self._step_failures.get(batch_id, 0) + 1
+            self._step_failures[batch_id] = failures
+            log.exception("the batch engine failed a step of %s (%d in a row)", batch_id, failures)
+            # The next try starts again from the last checkpoint.
+            self._resumed.discard(batch_id)
+            self._due[batch_id] = (time.monotonic() + STEP_RETRY_SECONDS, self.settings)
+            if failures >= MAX_STEP_FAILURES:
+                self._fail_stuck_batch(batch_id, exc)
+            return False
+        self._step_failures.pop(batch_id, None)
+        return busy
+
+    def _fail_stuck_batch(self, batch_id: str, exc: Exception) -> None:
+        """Give up on a batch whose step keeps raising: stamp it `failed`, saying why."""
+        try:
+            with self.lock:
+                loaded = self.store.get_batch_with_progress(batch_id)
+                if loaded is None:
+                    return
+                obj, progress = loaded
+                reason = str(exc) if isinstance(exc, MissingWork) else describe_failure(exc)
+                message = (
+                    f"The local Batch API failed {MAX_STEP_FAILURES} times in a row on this "
+                    f"batch while it was '{obj['status']}', and gave up: {reason}."
+                )
+                obj.update(
+                    status="failed",
+                    failed_at=int(self.settings.now()),
+                    errors={"object": "list", "data": [batch_error("server_error", message)]},
+                )
+                progress.pop("publishing", None)
+                self.store.save_batch(obj, progress)
+                self._forget(batch_id)
+        except Exception:
+            log.exception("the batch engine could not fail %s; it will try again", batch_id)
+
+    def _forget(self, batch_id: str) -> None:
+        """Drop what the engine keeps on a batch that has reached a terminal status."""
+        for kept in (self._pace, self._due, self._step_failures):
+            kept.pop(batch_id, None)
+        self._resumed.discard(batch_id)
+        shutil.rmtree(self.store.work_dir / batch_id, ignore_errors=True)
 
     def _advance(self, batch_id: str) -> bool:
         """Take one batch one step further; True if there is more to do right away."""
@@ -157,32 +240,45 @@ class BatchEngine:
                 return False
             obj, progress = loaded
             self._due.pop(batch_id, None)
-            settings = self.settings
-            now = settings.now()
-            status, line = obj["status"], progress["line"]
-            busy = False
-            if status == "validating":
-                self._validate(obj, progress, now)
-                busy = True
-            elif status == "in_progress":
-                busy = self._run_requests(obj, progress, now)
-                if not busy and obj["status"] == "in_progress":
-                    self._due[batch_id] = (self._next_look(batch_id, progress, now), settings)
-            elif status == "finalizing":
-                ready_at = progress["finalizing_since"] + settings.finalizing_seconds
-                if now >= ready_at:
-                    self._finish(obj, progress, "completed", now)
-                else:
-                    self._due[batch_id] = (time.monotonic() + ready_at - now, settings)
-            elif status == "cancelling":
-                self._write_unfinished(obj, progress, "batch_cancelled")
-                self._finish(obj, progress, "cancelled", now)
-            else:
-                return False
+            before = _checkpoint_marks(obj, progress)
+            busy = self._step(obj, progress, self.settings)
             # A paced batch waiting for its next request changes nothing: skip the write.
-            if obj["status"] != status or progress["line"] != line:
+            if _checkpoint_marks(obj, progress) != before:
                 self.store.save_batch(obj, progress)
+            if obj["status"] in TERMINAL_STATUSES:
+                self._forget(batch_id)
             return busy
+
+    def _step(self, obj: dict[str, Any], progress: dict[str, Any], settings: Simulation) -> bool:
+        """One step of the batch's status machine; True if there is more to do right away."""
+        batch_id, status, now = obj["id"], obj["status"], settings.now()
+        publishing = progress.get("publishing")
+        if publishing is not None:
+            if not self._publish_files(obj, progress, now):
+                self._due[batch_id] = (time.monotonic() + PAUSED_LOOK_SECONDS, settings)
+                return False
+            self._finish(obj, progress, publishing, now)
+            return False
+        if status == "validating":
+            self._validate(obj, progress, now)
+            return True
+        if status == "in_progress":
+            busy = self._run_requests(obj, progress, now)
+            if not busy and obj["status"] == "in_progress":
+                self._due[batch_id] = (self._next_look(batch_id, progress, now), settings)
+            return busy
+        if status == "finalizing":
+            ready_at = progress["finalizing_since"] + settings.finalizing_seconds
+            if now < ready_at:
+                self._due[batch_id] = (time.monotonic() + ready_at - now, settings)
+                return False
+            self._begin_publishing(obj, progress, "completed")
+            return True
+        if status == "cancelling":
+            self._write_unfinished(obj, progress, "batch_cancelled")
+            self._begin_publishing(obj, progress, "cancelled")
+            return True
+        return False
 
     def _validate(self, obj: dict[str, Any], progress: dict[str, Any], now: float) -> None:
         path = self.store.file_path(obj["input_file_id"])
@@ -227,23 +323,30 @@ class BatchEngine:
             )
         ]
 
-    def _work_paths(self, batch_id: str) -> tuple[Path, Path]:
+    def _work_path(self, batch_id: str, kind: str) -> Path:
+        """Where a batch's output or error lines gather until they are published."""
         folder = self.store.work_dir / batch_id
         folder.mkdir(exist_ok=True)
-        return folder / "output.jsonl", folder / "errors.jsonl"
+        return folder / ("output.jsonl" if kind == "output" else "errors.jsonl")
 
-    def _resume(self, batch_id: str, progress: dict[str, Any]) -> tuple[Path, Path]:
-        """The work files, cut back to the last checkpoint the first time this process sees them."""
-        output_path, error_path = self._work_paths(batch_id)
-        if batch_id not in self._resumed:
-            for path, size in (
-                (output_path, progress["output_bytes"]),
-                (error_path, progress["error_bytes"]),
-            ):
-                with path.open("ab") as handle:
-                    handle.truncate(size)
-            self._resumed.add(batch_id)
-        return output_path, error_path
+    def _resume(self, obj: dict[str, Any], progress: dict[str, Any]) -> None:
+        """Cut the work files back to the last checkpoint the first time this process sees them;
+        if one holds less than that (lost), the batch's requests start over.
+        """
+        batch_id = obj["id"]
+        if batch_id in self._resumed:
+            return
+        intact = [
+            _cut_back(self._work_path(batch_id, kind), progress[f"{kind}_bytes"])
+            for kind in FILE_KINDS
+        ]
+        if not all(intact):
+            log.warning("the work files of %s lost checkpointed lines; it starts over", batch_id)
+            _start_over(obj, progress)
+            self._pace.pop(batch_id, None)
+            for kind in FILE_KINDS:
+                _cut_back(self._work_path(batch_id, kind), 0)
+        self._resumed.add(batch_id)
 
     def _allowed_lines(self, batch_id: str, progress: dict[str, Any]) -> int:
         """How many requests simulated time allows to be done by now."""
@@ -268,8 +371,9 @@ class BatchEngine:
     def _run_requests(self, obj: dict[str, Any], progress: dict[str, Any], now: float) -> bool:
         if now >= progress["deadline"]:
             self._write_unfinished(obj, progress, "batch_expired")
-            self._finish(obj, progress, "expired", now)
-            return False
+            self._begin_publishing(obj, progress, "expired")
+            return True
+        self._resume(obj, progress)
         target = min(self._allowed_lines(obj["id"], progress), progress["line"] + LINES_PER_STEP)
         if target > progress["line"]:
             self._answer_lines(obj, progress, target - progress["line"], int(now))
@@ -282,9 +386,6 @@ class BatchEngine:
     def _answer_lines(
         self, obj: dict[str, Any], progress: dict[str, Any], count: int, created: int
     ) -> None:
-        output_path, error_path = self._resume(obj["id"], progress)
-        fail_rate, timeout_rate = self.settings.fail_rate, self.settings.timeout_rate
-        input_digest = progress.get("input_digest", "")
         outputs: list[tuple[str, bytes]] = []
         errors: list[tuple[str, bytes]] = []
         usage = obj["usage"]
@@ -292,42 +393,49 @@ class BatchEngine:
             source.seek(progress["offset"])
             for _ in range(count):
                 request = json.loads(source.readline())
-                custom_id = request["custom_id"]
-                if times_out_by_rate(custom_id, timeout_rate, input_digest):
-                    status_code, body = 0, {}
-                    line: dict[str, Any] = {
-                        "id": ids.batch_request_id(),
-                        "custom_id": custom_id,
-                        "response": None,
-                        "error": {"code": "request_timeout", "message": TIMEOUT_MESSAGE},
-                    }
-                else:
-                    failed = fails_by_rate(custom_id, fail_rate, input_digest)
-                    status_code, body = self._answer(obj["endpoint"], request, failed, created)
-                    line = {
-                        "id": ids.batch_request_id(),
-                        "custom_id": custom_id,
-                        "response": {
-                            "status_code": status_code,
-                            "request_id": ids.request_id(),
-                            "body": body,
-                        },
-                        "error": None,
-                    }
-                encoded = (json.dumps(line, ensure_ascii=False) + "\n").encode(
-                    "utf-8", "surrogatepass"
-                )
-                if status_code == 200:
-                    outputs.append((custom_id, encoded))
-                    _add_usage(usage, body.get("usage") or {})
-                else:
-                    errors.append((custom_id, encoded))
+                result = self._result(obj["endpoint"], request, progress, created)
+                (outputs if result.succeeded else errors).append((result.custom_id, result.encoded))
+                usage["input_tokens"] += result.input_tokens
+                usage["output_tokens"] += result.output_tokens
+                usage["total_tokens"] += result.input_tokens + result.output_tokens
             progress["offset"] = source.tell()
         progress["line"] += count
-        progress["output_bytes"] += _append_lines(output_path, outputs)
-        progress["error_bytes"] += _append_lines(error_path, errors)
+        progress["output_bytes"] += _append_lines(self._work_path(obj["id"], "output"), outputs)
+        progress["error_bytes"] += _append_lines(self._work_path(obj["id"], "error"), errors)
         obj["request_counts"]["completed"] += len(outputs)
         obj["request_counts"]["failed"] += len(errors)
+
+    def _result(
+        self, endpoint: str, request: dict[str, Any], progress: dict[str, Any], created: int
+    ) -> RequestResult:
+        """One request's result; whatever answering it raises gives it an error line instead."""
+        custom_id = request["custom_id"]
+        try:
+            return self._answered_result(endpoint, request, progress, created)
+        except Exception as exc:
+            log.exception("answering request %r failed", custom_id[:64])
+            status_code, body = _failure_answer(exc)
+            return RequestResult(custom_id, _http_line(custom_id, status_code, body), False)
+
+    def _answered_result(
+        self, endpoint: str, request: dict[str, Any], progress: dict[str, Any], created: int
+    ) -> RequestResult:
+        custom_id = request["custom_id"]
+        input_digest = progress.get("input_digest", "")
+        if times_out_by_rate(custom_id, self.settings.timeout_rate, input_digest):
+            line = {
+                "id": ids.batch_request_id(),
+                "custom_id": custom_id,
+                "response": None,
+                "error": {"code": "request_timeout", "message": TIMEOUT_MESSAGE},
+            }
+            return RequestResult(custom_id, _encode_line(line), False)
+        failed = fails_by_rate(custom_id, self.settings.fail_rate, input_digest)
+        status_code, body = self._answer(endpoint, request, failed, created)
+        encoded = _http_line(custom_id, status_code, body)
+        if status_code != 200:
+            return RequestResult(custom_id, encoded, False)
+        return RequestResult(custom_id, encoded, True, *_usage_tokens(body))
 
     @staticmethod
     def _answer(
@@ -344,11 +452,11 @@ class BatchEngine:
         """Give every request not yet answered an error line with `code`."""
         if progress["total"] == 0:
             return
-        _, error_path = self._resume(obj["id"], progress)
+        self._resume(obj, progress)
         message = UNFINISHED_MESSAGES[code]
         with (
             self.store.file_path(obj["input_file_id"]).open("rb") as source,
-            error_path.open("ab") as errors,
+            self._work_path(obj["id"], "error").open("ab") as errors,
         ):
             source.seek(progress["offset"])
             for raw in source:
@@ -358,54 +466,72 @@ class BatchEngine:
                     "response": None,
                     "error": {"code": code, "message": message},
                 }
-                errors.write(
-                    (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
-                )
+                errors.write(_encode_line(line))
             progress["offset"] = source.tell()
             progress["error_bytes"] = errors.tell()
         progress["line"] = progress["total"]
 
+    def _begin_publishing(self, obj: dict[str, Any], progress: dict[str, Any], status: str) -> None:
+        """Checkpoint the complete work files (cut to size, on disk) and mark the batch as
+        publishing towards `status`; from here on each publishing step can be redone.
+        """
+        if progress["total"] > 0:
+            for kind in FILE_KINDS:
+                path, size = self._work_path(obj["id"], kind), progress[f"{kind}_bytes"]
+                if _size_of(path) < size:
+                    raise MissingWork(_missing_message(obj["id"], kind, path, size))
+                if size > 0:
+                    _cut_and_sync(path, size)
+        progress["publishing"] = status
+
+    def _publish_files(self, obj: dict[str, Any], progress: dict[str, Any], now: float) -> bool:
+        """Publish the output and error files from the checkpointed work files, skipping the
+        steps done before a restart; False while paused at a step.
+        """
+        batch_id = obj["id"]
+        if self._pauses_at(batch_id, "before_output"):
+            return False
+        for kind in FILE_KINDS:
+            size = progress[f"{kind}_bytes"] if progress["total"] > 0 else 0
+            file_id = derived_file_id(batch_id, kind)
+            if size > 0 and self.store.get_file(file_id) is None:
+                self._place(batch_id, kind, file_id, size)
+                if self._pauses_at(batch_id, f"{kind}_placed"):
+                    return False
+                expiry = progress.get("output_expires_after") or DEFAULT_OUTPUT_EXPIRY_SECONDS
+                file_obj = _output_file_object(batch_id, kind, file_id, size, expiry, now)
+                # The bytes are in place already: recording them moves nothing.
+                self.store.add_file(file_obj, self.store.file_path(file_id))
+            if self._pauses_at(batch_id, f"after_{kind}"):
+                return False
+            obj[f"{kind}_file_id"] = file_id if size > 0 else None
+        return True
+
+    def _place(self, batch_id: str, kind: str, file_id: str, size: int) -> None:
+        """Move a checkpointed work file to where its published file lives (done at most once)."""
+        work_path, target = self._work_path(batch_id, kind), self.store.file_path(file_id)
+        if _size_of(work_path) >= size:
+            os.truncate(work_path, size)
+            os.replace(work_path, target)
+        elif not (target.exists() and target.stat().st_size == size):
+            raise MissingWork(_missing_message(batch_id, kind, work_path, size))
+
+    def _pauses_at(self, batch_id: str, step: str) -> bool:
+        """Whether the `pause_publishing_at` fault holds this batch at `step`; logged once."""
+        if self.settings.pause_publishing_at != step:
+            return False
+        if (batch_id, step) not in self._pauses_logged:
+            self._pauses_logged.add((batch_id, step))
+            log.warning("publishing of %s paused at step '%s'", batch_id, step)
+        return True
+
     def _finish(
         self, obj: dict[str, Any], progress: dict[str, Any], status: str, now: float
     ) -> None:
-        """Publish the output and error files and stamp the terminal status."""
-        if progress["total"] > 0:
-            output_path, error_path = self._resume(obj["id"], progress)
-            expiry = progress.get("output_expires_after") or DEFAULT_OUTPUT_EXPIRY_SECONDS
-            obj["output_file_id"] = self._publish(obj["id"], "output", output_path, expiry, now)
-            obj["error_file_id"] = self._publish(obj["id"], "error", error_path, expiry, now)
+        """Stamp the terminal status once the batch's files are published."""
         obj["status"] = status
         obj[f"{status}_at"] = int(now)
-        self._pace.pop(obj["id"], None)
-        self._resumed.discard(obj["id"])
-        shutil.rmtree(self.store.work_dir / obj["id"], ignore_errors=True)
-
-    def _publish(
-        self, batch_id: str, kind: str, work_path: Path, expiry_seconds: int, now: float
-    ) -> str | None:
-        file_id = derived_file_id(batch_id, kind)
-        if self.store.get_file(file_id) is not None:
-            return file_id
-        target = self.store.file_path(file_id)
-        source = work_path if work_path.exists() else target
-        if not source.exists() or source.stat().st_size == 0:
-            return None
-        created = int(now)
-        self.store.add_file(
-            {
-                "id": file_id,
-                "object": "file",
-                "bytes": source.stat().st_size,
-                "created_at": created,
-                "expires_at": created + expiry_seconds,
-                "filename": f"{batch_id}_{kind}.jsonl",
-                "purpose": "batch_output",
-                "status": "processed",
-                "status_details": None,
-            },
-            source,
-        )
-        return file_id
+        progress.pop("publishing", None)
 
     def _reap_expired_files(self) -> None:
         if time.monotonic() < self._next_reap:
@@ -415,12 +541,104 @@ class BatchEngine:
             self.store.delete_file(file_id)
 
 
-def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
+def _checkpoint_marks(obj: dict[str, Any], progress: dict[str, Any]) -> tuple[Any, ...]:
+    """What changes when a step has something to save."""
+    return obj["status"], progress["line"], progress.get("publishing")
+
+
+def _start_over(obj: dict[str, Any], progress: dict[str, Any]) -> None:
+    """Forget every answered request of a batch, to answer them again from the first line."""
+    progress.update(line=0, offset=0, output_bytes=0, error_bytes=0)
+    obj["request_counts"].update(completed=0, failed=0)
+    obj["usage"].update(input_tokens=0, output_tokens=0, total_tokens=0)
+
+
+def _size_of(path: Path) -> int:
+    """A file's size; 0 when it does not exist."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _cut_back(path: Path, size: int) -> bool:
+    """Cut a work file back to `size` bytes (creating it if need be); False if it holds fewer."""
+    with path.open("ab") as handle:
+        if handle.seek(0, os.SEEK_END) < size:
+            return False
+        handle.truncate(size)
+    return True
+
+
+def _cut_and_sync(path: Path, size: int) -> None:
+    """Cut a file to `size` bytes and make sure its content is on disk."""
+    with path.open("r+b") as handle:
+        handle.truncate(size)
+        os.fsync(handle.fileno())
+
+
+def _missing_message(batch_id: str, kind: str, path: Path, size: int) -> str:
+    return (
+        f"the {kind} lines of {batch_id} are gone from disk: {path.name} holds "
+        f"{_size_of(path):,} of its {size:,} checkpointed bytes"
+    )
+
+
+def _output_file_object(
+    batch_id: str, kind: str, file_id: str, size: int, expiry_seconds: int, now: float
+) -> dict[str, Any]:
+    created = int(now)
+    return {
+        "id": file_id,
+        "object": "file",
+        "bytes": size,
+        "created_at": created,
+        "expires_at": created + expiry_seconds,
+        "filename": f"{batch_id}_{kind}.jsonl",
+        "purpose": "batch_output",
+        "status": "processed",
+        "status_details": None,
+    }
+
+
+def _failure_answer(exc: Exception) -> tuple[int, dict[str, Any]]:
+    """The HTTP error a request gets when answering it raised: 400 if it nests too deeply for
+    the server, else 500 naming the cause."""
+    if isinstance(exc, RecursionError):
+        return 400, error_envelope(TOO_DEEP_MESSAGE)
+    message = (
+        f"{SERVER_ERROR_MESSAGE} (The local Batch API failed with {describe_failure(exc)}; "
+        "the traceback is on its stderr.)"
+    )
+    return 500, error_envelope(message, type="server_error")
+
+
+def _http_line(custom_id: str, status_code: int, body: dict[str, Any]) -> bytes:
+    """A result line with the HTTP answer of a request, as bytes."""
+    line = {
+        "id": ids.batch_request_id(),
+        "custom_id": custom_id,
+        "response": {"status_code": status_code, "request_id": ids.request_id(), "body": body},
+        "error": None,
+    }
+    return _encode_line(line)
+
+
+def _encode_line(line: dict[str, Any]) -> bytes:
+    """One JSONL line; numbers that are not finite (not JSON) make it raise."""
+    return (json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n").encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+def _usage_tokens(body: dict[str, Any]) -> tuple[int, int]:
+    """The input and output tokens an answer reports (chat and responses name them apart)."""
+    usage = body.get("usage") or {}
     input_tokens = usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0
     output_tokens = usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0
-    total["input_tokens"] += input_tokens
-    total["output_tokens"] += output_tokens
-    total["total_tokens"] += input_tokens + output_tokens
+    if not (isinstance(input_tokens, int) and isinstance(output_tokens, int)):
+        raise TypeError(f"usage is not counted in integers: {usage!r:.100}")
+    return input_tokens, output_tokens
 
 
 def _append_lines(path: Path, lines: list[tuple[str, bytes]]) -> int:

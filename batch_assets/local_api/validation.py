@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batch_assets.local_api.errors import shown
 from batch_assets.local_api.local_models import (
     count_embedding_inputs,
     estimate_input_tokens,
@@ -17,6 +19,10 @@ from batch_assets.local_api.local_models import (
 MAX_REQUESTS = 50_000
 MAX_EMBEDDING_INPUTS = 50_000
 MAX_REPORTED_ERRORS = 100
+# A surrogate as a JSON escape or as raw bytes (which Python's reader lets through); only lines
+# holding one are searched for a lone surrogate.
+_MAY_HOLD_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -67,14 +73,15 @@ def _check_line(
     if request["method"] != "POST":
         return batch_error(
             "invalid_value",
-            f"Invalid value for 'method': only 'POST' is supported, got '{request['method']}'.",
+            "Invalid value for 'method': only 'POST' is supported, "
+            f"got '{shown(request['method'])}'.",
             line=number,
             param="method",
         ), None
     if request["url"] != endpoint:
         return batch_error(
             "url_mismatch",
-            f"The url '{request['url']}' of this request does not match the batch endpoint "
+            f"The url '{shown(request['url'])}' of this request does not match the batch endpoint "
             f"'{endpoint}'.",
             line=number,
             param="url",
@@ -90,12 +97,105 @@ def _check_line(
     return None, body
 
 
+def describe_failure(exc: BaseException) -> str:
+    """Why a request could not be handled, short enough for an error message."""
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply"
+    return f"{type(exc).__name__}: {shown(str(exc))}"
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    """Whether a string or key anywhere in a parsed JSON value holds a lone UTF-16 surrogate."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def _parse_line(raw: bytes, number: int) -> tuple[Any, dict[str, Any] | None]:
+    """One line as JSON, or the error that it is not parseable (whatever the reader raised).
+
+    OpenAI's parser refuses a lone UTF-16 surrogate, which Python's reads; so does this one.
+    """
+    reason = ""
+    try:
+        request = json.loads(raw)
+        if not (_MAY_HOLD_SURROGATE.search(raw) and _holds_lone_surrogate(request)):
+            return request, None
+        reason = ": it holds a lone UTF-16 surrogate, which is not valid Unicode"
+    except Exception as exc:
+        reason = ": it is nested too deeply" if isinstance(exc, RecursionError) else ""
+    message = f"This line is not parseable as valid JSON{reason}."
+    return None, batch_error("invalid_json_line", message, line=number)
+
+
+@dataclass
+class _FileCheck:
+    """The rules that span lines: unique custom_ids, one model, counted tokens and inputs."""
+
+    endpoint: str
+    outcome: ValidationOutcome
+    seen_ids: set[str] = field(default_factory=set)
+    embedding_inputs: int = 0
+
+    def check(self, request: Any, number: int) -> dict[str, Any] | None:
+        """The first problem of one parsed line, or None when it passes every rule."""
+        problem, body = _check_line(request, number, self.endpoint)
+        if problem is not None:
+            return problem
+        assert body is not None
+        custom_id = request["custom_id"]
+        if custom_id in self.seen_ids:
+            return batch_error(
+                "duplicate_custom_id",
+                f"The custom_id '{shown(custom_id)}' is a duplicate of another request's; "
+                "custom_id must be unique for each request in a batch.",
+                line=number,
+                param="custom_id",
+            )
+        self.seen_ids.add(custom_id)
+        model = model_of(self.endpoint, body)
+        if self.outcome.model is None:
+            self.outcome.model = model
+        elif model != self.outcome.model:
+            return batch_error(
+                "model_mismatch",
+                f"The model '{shown(model)}' differs from the model "
+                f"'{shown(self.outcome.model)}' of the lines before it; a batch may use only one "
+                "model.",
+                line=number,
+                param="body.model",
+            )
+        self.outcome.input_tokens += estimate_input_tokens(self.endpoint, body)
+        if self.endpoint == "/v1/embeddings":
+            self.embedding_inputs += count_embedding_inputs(body)
+        return None
+
+    def check_safely(self, request: Any, number: int) -> dict[str, Any] | None:
+        """`check`, with anything a line makes the checks raise reported as that line's error."""
+        try:
+            return self.check(request, number)
+        except Exception as exc:
+            return batch_error(
+                "invalid_request",
+                f"This line could not be validated: {describe_failure(exc)}.",
+                line=number,
+            )
+
+
 def validate_input_file(path: Path, endpoint: str) -> ValidationOutcome:
     """Stream through a batch input file and apply every rule of the Batch API."""
     outcome = ValidationOutcome()
     errors = outcome.errors
-    seen_ids: set[str] = set()
-    embedding_inputs = 0
+    rules = _FileCheck(endpoint, outcome)
     total = 0
     content = hashlib.blake2b(digest_size=16)
     with path.open("rb") as lines:
@@ -104,52 +204,11 @@ def validate_input_file(path: Path, endpoint: str) -> ValidationOutcome:
             content.update(raw)
             if len(errors) >= MAX_REPORTED_ERRORS:
                 continue
-            try:
-                request = json.loads(raw)
-            except ValueError:
-                errors.append(
-                    batch_error(
-                        "invalid_json_line",
-                        "This line is not parseable as valid JSON.",
-                        line=number,
-                    )
-                )
-                continue
-            problem, body = _check_line(request, number, endpoint)
+            request, problem = _parse_line(raw, number)
+            if problem is None:
+                problem = rules.check_safely(request, number)
             if problem is not None:
                 errors.append(problem)
-                continue
-            assert body is not None
-            custom_id = request["custom_id"]
-            if custom_id in seen_ids:
-                errors.append(
-                    batch_error(
-                        "duplicate_custom_id",
-                        f"The custom_id '{custom_id}' is a duplicate of another request's; "
-                        "custom_id must be unique for each request in a batch.",
-                        line=number,
-                        param="custom_id",
-                    )
-                )
-                continue
-            seen_ids.add(custom_id)
-            model = model_of(endpoint, body)
-            if outcome.model is None:
-                outcome.model = model
-            elif model != outcome.model:
-                errors.append(
-                    batch_error(
-                        "model_mismatch",
-                        f"The model '{model}' differs from the model '{outcome.model}' of the "
-                        "lines before it; a batch may use only one model.",
-                        line=number,
-                        param="body.model",
-                    )
-                )
-                continue
-            outcome.input_tokens += estimate_input_tokens(endpoint, body)
-            if endpoint == "/v1/embeddings":
-                embedding_inputs += count_embedding_inputs(body)
     outcome.digest = content.hexdigest()
     if total == 0:
         errors.append(batch_error("empty_file", "The batch input file is empty."))
@@ -161,12 +220,12 @@ def validate_input_file(path: Path, endpoint: str) -> ValidationOutcome:
                 f"{MAX_REQUESTS:,} allowed.",
             )
         )
-    if embedding_inputs > MAX_EMBEDDING_INPUTS:
+    if rules.embedding_inputs > MAX_EMBEDDING_INPUTS:
         errors.append(
             batch_error(
                 "too_many_tasks",
-                f"The batch has {embedding_inputs:,} embedding inputs across its requests, "
-                f"more than the {MAX_EMBEDDING_INPUTS:,} allowed.",
+                f"The batch has {rules.embedding_inputs:,} embedding inputs across its "
+                f"requests, more than the {MAX_EMBEDDING_INPUTS:,} allowed.",
             )
         )
     outcome.total = total
