@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 
+from batch_assets.local_api.errors import error_envelope
 from batch_assets.local_api.local_models import SUPPORTED_ENDPOINTS, RequestRejected, respond
 from batch_assets.local_api.web import engine_of, json_body, json_response
 
 router = APIRouter()
+
+# Answers are built here, off the event loop, so /health and polls answer while one is slow.
+# Each answer's work is bounded (see local_models); the timeout is the last line of defence.
+ANSWER_WORKERS = 4
+_workers = ThreadPoolExecutor(max_workers=ANSWER_WORKERS, thread_name_prefix="local-models")
+
+
+def _answer_now(path: str, body: dict[str, Any], created: int) -> Response:
+    """Answer one body (in a worker thread): the 200 answer or the rejection, serialized."""
+    try:
+        return json_response(respond(path, body, created=created))
+    except RequestRejected as rejected:
+        return json_response(rejected.envelope(), rejected.status_code)
+
+
+def _timed_out(seconds: float) -> Response:
+    """The 504 sent when an answer takes longer than the sync timeout."""
+    message = (
+        f"The local model did not answer within {seconds:g} seconds "
+        "(the server's sync_timeout_seconds); the request timed out."
+    )
+    return json_response(error_envelope(message, type="server_error", code="timeout"), 504)
 
 
 async def _answer(request: Request) -> Response:
@@ -19,11 +46,15 @@ async def _answer(request: Request) -> Response:
             ).envelope(),
             400,
         )
+    settings = engine_of(request).settings
+    timeout = settings.sync_timeout_seconds
+    work = asyncio.get_running_loop().run_in_executor(
+        _workers, _answer_now, request.url.path, body, int(settings.now())
+    )
     try:
-        answer = respond(request.url.path, body, created=int(engine_of(request).settings.now()))
-    except RequestRejected as rejected:
-        return json_response(rejected.envelope(), rejected.status_code)
-    return json_response(answer)
+        return await asyncio.wait_for(work, timeout)
+    except TimeoutError:
+        return _timed_out(timeout)
 
 
 for _endpoint in SUPPORTED_ENDPOINTS:

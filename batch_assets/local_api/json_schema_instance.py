@@ -9,20 +9,43 @@ import re
 import re._parser as _re_parser  # private but stable in 3.11+; used to walk `pattern` regexes
 import urllib.parse
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
-__all__ = ["instance_for"]
+__all__ = [
+    "MAX_ANSWER_CHARS",
+    "MAX_BUILD_STEPS",
+    "MAX_SCHEMA_DEPTH",
+    "PATTERN_STEPS",
+    "GenerationBudget",
+    "SchemaRefused",
+    "instance_for",
+]
 
 Schema = dict[str, Any]
+
+# 128,000 tokens (the most any OpenAI model writes in one answer) at 4 characters a token.
+MAX_ANSWER_CHARS = 512_000
+# Values built (and schema nodes weighed) per request: about a second of work at most.
+MAX_BUILD_STEPS = 100_000
+# Deeper than this the builder refuses: OpenAI itself allows 10 levels of nesting.
+MAX_SCHEMA_DEPTH = 64
+# Regex items emitted per `pattern` string, over all its attempts.
+PATTERN_STEPS = 100_000
+# Rough work `re.search` may do to check one generated string (backtracking steps).
+_PATTERN_CHECK_COST = 10**8
+_PATTERN_ATTEMPTS = 24
 
 # Below this depth (or once a $ref repeats on the path) the builder goes minimal: it picks
 # null/non-recursive branches, only required properties and minItems-long arrays.
 _SOFT_DEPTH = 10
 _REF_REPEATS = 2
-_HARD_DEPTH = 64
+_COMPACT = {"ensure_ascii": False, "separators": (",", ":")}
+_ENDLESS = math.inf  # the rank of a schema with no finite minimal value
 
 _WORDS = (
     "alpha",
@@ -56,9 +79,36 @@ _LOWER_BOUNDS = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minPro
 _UPPER_BOUNDS = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties")
 
 
-def instance_for(schema: dict, *, seed: int) -> object:
-    """Return a value valid against `schema`, chosen deterministically from `seed`."""
-    return _Builder(schema, seed).build(schema, depth=0, refs=(), hint="")
+class SchemaRefused(ValueError):
+    """A schema the builder will not answer: it has no finite instance, or it needs too much."""
+
+
+@dataclass
+class GenerationBudget:
+    """What one request may still spend on built values; its choices share it."""
+
+    chars: int = MAX_ANSWER_CHARS
+    steps: int = MAX_BUILD_STEPS
+    # the ref hops each $ref's minimal value needs, per schema (by id; the schema is kept alive)
+    ref_ranks: dict[int, tuple[object, dict[str, float]]] = field(default_factory=dict)
+
+
+def instance_for(
+    schema: dict,
+    *,
+    seed: int,
+    budget: GenerationBudget | None = None,
+    truncate_after: int | None = None,
+) -> object:
+    """Return a value valid against `schema`, chosen deterministically from `seed`.
+
+    Raises SchemaRefused when the schema has no finite instance or its value would overrun the
+    budget. With `truncate_after`, building stops once the value's JSON is longer than that: the
+    partial value's JSON then starts with the same characters as the whole value's would.
+    """
+    builder = _Builder(schema, seed, budget or GenerationBudget(), truncate_after)
+    builder.check_finite()
+    return builder.build(schema, depth=0, refs=(), hint="")
 
 
 def _json_type(value: object) -> str:
@@ -138,13 +188,34 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _mentions_ref(schema: object) -> bool:
-    """Tell whether a schema contains a $ref anywhere (so it may recurse)."""
-    if isinstance(schema, dict):
-        return "$ref" in schema or any(_mentions_ref(v) for v in schema.values())
-    if isinstance(schema, list):
-        return any(_mentions_ref(v) for v in schema)
-    return False
+def _refs_in(schema: object) -> set[str]:
+    """Collect every $ref string anywhere in a schema."""
+    found: set[str] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                found.add(node["$ref"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def _json_size(value: object) -> int:
+    """Count the characters of a value's compact JSON (as answers are written)."""
+    if value is None or value is True:
+        return 4
+    if value is False:
+        return 5
+    if isinstance(value, str):
+        return len(value) + 2  # at least: escapes only add
+    if isinstance(value, int):
+        return len(str(value))
+    if isinstance(value, float):
+        return len(repr(value))
+    return len(json.dumps(value, default=repr, **_COMPACT))
 
 
 def _multiple_ok(value: float, step: float) -> bool:
@@ -158,27 +229,51 @@ def _multiple_ok(value: float, step: float) -> bool:
 class _Builder:
     """Walks one schema, drawing every choice from one seeded random stream."""
 
-    def __init__(self, root: object, seed: int) -> None:
-        """Keep the root (for $ref lookups) and seed the random stream."""
+    def __init__(
+        self, root: object, seed: int, budget: GenerationBudget, truncate_after: int | None
+    ) -> None:
+        """Keep the root (for $ref lookups), the budget, and seed the random stream."""
         self.root = root
         self.rng = random.Random(seed)
+        self.budget = budget
+        self.room = truncate_after
+        self.stopped = False  # the value reached `truncate_after`: containers close early
+        self.path: list[str | int] = []
+        self.ref_ranks: dict[str, float] = {}
+        self._rank_memo: dict[int, tuple[object, float]] = {}
+        self._ref_memo: dict[int, tuple[object, bool]] = {}
 
     def build(self, schema: object, *, depth: int, refs: tuple[str, ...], hint: str) -> object:
         """Return a value valid against `schema`."""
-        if depth > _HARD_DEPTH:
-            return None
+        if depth > MAX_SCHEMA_DEPTH:
+            raise SchemaRefused(
+                f"the value would nest deeper than {MAX_SCHEMA_DEPTH} levels (at {self.where()})"
+            )
+        self._step()
+        return self._build(schema, depth, refs, hint)
+
+    def _build(self, schema: object, depth: int, refs: tuple[str, ...], hint: str) -> object:
+        """Build one value, charging its characters where they are made."""
         schema, refs = self._resolve(schema, refs)
         minimal = depth >= _SOFT_DEPTH or any(refs.count(r) >= _REF_REPEATS for r in refs)
         if "const" in schema:
-            return copy.deepcopy(schema["const"])
+            return self._copied(schema["const"])
         if isinstance(schema.get("enum"), list) and schema["enum"]:
-            return copy.deepcopy(self._pick_enum(schema, minimal))
+            return self._copied(self._pick_enum(schema, minimal))
         if isinstance(schema.get("allOf"), list):
             return self.build(self._flatten(schema, refs), depth=depth + 1, refs=refs, hint=hint)
         for keyword in ("anyOf", "oneOf"):
             if isinstance(schema.get(keyword), list) and schema[keyword]:
                 return self._build_choice(schema, keyword, depth, refs, hint, minimal)
         kind = self._choose_type(schema, minimal)
+        if kind == "array":
+            return self._array(schema, depth, refs, hint, minimal)
+        if kind == "object":
+            return self._object(schema, depth, refs, minimal)
+        return self._charged(self._scalar(kind, schema, hint))
+
+    def _scalar(self, kind: str, schema: Schema, hint: str) -> object:
+        """Build a null, boolean, number or string."""
         if kind == "null":
             return None
         if kind == "boolean":
@@ -187,11 +282,146 @@ class _Builder:
             return self._integer(schema)
         if kind == "number":
             return self._number(schema)
-        if kind == "array":
-            return self._array(schema, depth, refs, hint, minimal)
-        if kind == "object":
-            return self._object(schema, depth, refs, minimal)
         return self._string(schema, hint)
+
+    def _charged(self, value: object) -> object:
+        """Charge a value just made or copied into the answer, and return it."""
+        if isinstance(value, str | dict | list):
+            self._spend(_json_size(value) - 1, closing=1)
+        else:
+            self._spend(_json_size(value))
+        return value
+
+    def where(self) -> str:
+        """Name the place in the value being built, as a JSON path."""
+        return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.path)
+
+    def _step(self) -> None:
+        """Spend one step of the budget, refusing the schema when none are left."""
+        self.budget.steps -= 1
+        if self.budget.steps < 0:
+            raise SchemaRefused(
+                f"building a value for it takes more than {MAX_BUILD_STEPS:,} steps "
+                f"(at {self.where()})"
+            )
+
+    def _spend(self, chars: int, closing: int = 0) -> None:
+        """Charge characters of the answer: stop at `truncate_after`, refuse past the budget.
+
+        `closing` characters (a closing quote or bracket) count for the budget but not for the
+        room: a value cut short writes them where the whole value goes on.
+        """
+        self.budget.chars -= chars + closing
+        if self.budget.chars < 0:
+            raise SchemaRefused(
+                f"its value would be longer than the {MAX_ANSWER_CHARS:,} characters an answer "
+                f"may have (at {self.where()})"
+            )
+        if self.room is not None:
+            self.room -= chars
+            self.stopped = self.stopped or self.room < 0
+
+    def _text_limit(self) -> int:
+        """Return how long a string may get before it overruns the room or the budget."""
+        room = self.budget.chars if self.room is None else min(self.room, self.budget.chars)
+        return max(room, 0) + 1
+
+    def _copied(self, value: object) -> object:
+        """Copy a const/enum value into the answer."""
+        self._charged(value)
+        return copy.deepcopy(value) if isinstance(value, dict | list) else value
+
+    def _mentions_ref(self, schema: object) -> bool:
+        """Tell whether a schema contains a $ref anywhere (so it may recurse); memoised."""
+        key = id(schema)
+        if key not in self._ref_memo:
+            self._ref_memo[key] = (schema, bool(_refs_in(schema)))
+        return self._ref_memo[key][1]
+
+    def check_finite(self) -> None:
+        """Refuse a schema whose required structure recurses through $ref without end."""
+        known = self.budget.ref_ranks.get(id(self.root))
+        if known is None:
+            self.ref_ranks = self._rank_refs()
+            self.budget.ref_ranks[id(self.root)] = (self.root, self.ref_ranks)
+        else:
+            self.ref_ranks = known[1]
+        self._rank_memo = {}
+        if self._rank(self.root, 0) == _ENDLESS:
+            endless = [ref for ref, rank in self.ref_ranks.items() if rank == _ENDLESS]
+            raise SchemaRefused(
+                "it has no finite instance: its required structure recurses without end through "
+                f"$ref {', '.join(repr(r) for r in endless[:3])} (for example a required array "
+                "with minItems >= 1 of the schema itself, and no branch that stops)"
+            )
+
+    def _rank_refs(self) -> dict[str, float]:
+        """Rank the root's $refs by how many ref hops their minimal value needs (a fixpoint)."""
+        pending = sorted(_refs_in(self.root))
+        self.ref_ranks = dict.fromkeys(pending, _ENDLESS)
+        changed = True
+        while changed:  # least fixpoint: a ref is finite once its target is, given the others
+            changed = False
+            self._rank_memo = {}
+            for ref in pending:
+                if self.ref_ranks[ref] == _ENDLESS:
+                    rank = self._rank(self._lookup(ref), 0)
+                    if rank != _ENDLESS:
+                        self.ref_ranks[ref] = rank + 1
+                        changed = True
+        return self.ref_ranks
+
+    def _rank(self, schema: object, depth: int) -> float:
+        """Count the ref hops the minimal value of `schema` needs (_ENDLESS: never finite)."""
+        if not isinstance(schema, dict):
+            return 0
+        if depth > MAX_SCHEMA_DEPTH:
+            return _ENDLESS
+        key = id(schema)
+        if key not in self._rank_memo:
+            self._step()
+            self._rank_memo[key] = (schema, self._rank_uncached(schema, depth))
+        return self._rank_memo[key][1]
+
+    def _rank_uncached(self, schema: Schema, depth: int) -> float:
+        """Mirror the minimal build: const/enum stop, anyOf takes its best branch, and so on."""
+        ref = schema.get("$ref")
+        rank = self.ref_ranks.get(ref, _ENDLESS) if isinstance(ref, str) else 0
+        if "const" in schema or (isinstance(schema.get("enum"), list) and schema["enum"]):
+            return rank
+        members = schema.get("allOf") if isinstance(schema.get("allOf"), list) else []
+        ranks = [rank, *(self._rank(m, depth + 1) for m in members)]
+        for keyword in ("anyOf", "oneOf"):
+            branches = schema.get(keyword)
+            if isinstance(branches, list) and branches:
+                return max([*ranks, min(self._rank(b, depth + 1) for b in branches)])
+        parts = self._required_parts(schema)
+        return max([*ranks, *(self._rank(sub, depth + 1) for sub in parts)])
+
+    def _required_parts(self, schema: Schema) -> list[object]:
+        """List the subschemas a minimal value of this schema must contain."""
+        kind = self._choose_type(schema, minimal=True)
+        if kind == "array":
+            low = schema.get("minItems", 0)
+            low = low if isinstance(low, int) else 0
+            prefix = schema.get("prefixItems")
+            prefix = prefix if isinstance(prefix, list) else []
+            items = schema.get("items", {})
+            tail = [items] if low > len(prefix) and items is not False else []
+            return [*prefix[:low], *tail]
+        if kind == "object":
+            props = schema.get("properties")
+            props = props if isinstance(props, dict) else {}
+            required = schema.get("required")
+            required = required if isinstance(required, list) else []
+            extra = schema.get("additionalProperties", True)
+            extra = extra if isinstance(extra, dict) else {}
+            parts = [props.get(name, extra) for name in required if isinstance(name, str)]
+            wanted = schema.get("minProperties", 0)
+            if isinstance(wanted, int) and wanted > len(parts):
+                parts.append(extra)
+            return parts
+        return []
 
     def _resolve(self, schema: object, refs: tuple[str, ...]) -> tuple[Schema, tuple[str, ...]]:
         """Follow $ref chains, merging sibling keywords over the target."""
@@ -254,17 +484,29 @@ class _Builder:
         branches: list[object] = list(schema[keyword])
         siblings = {k: v for k, v in schema.items() if k != keyword}
         fallback: object = None
+        before = self._snapshot()
         for attempt in range(4):
             for index in self._branch_order(branches, refs, minimal):
                 branch, branch_refs = self._resolve(branches[index], refs)
                 merged = _merge(siblings, branch) if siblings else branch
                 value = self.build(merged, depth=depth + 1, refs=branch_refs, hint=hint)
+                if self.stopped:
+                    return value
                 if attempt == 0 and fallback is None:
                     fallback = value
                 others = [b for i, b in enumerate(branches) if i != index]
                 if keyword == "anyOf" or not any(self._could_match(value, b) for b in others):
                     return value
-        return fallback
+                self._restore(before)  # a value not kept takes no room in the answer
+        return self._charged(fallback)
+
+    def _snapshot(self) -> tuple[int | None, int, bool]:
+        """Remember the room and characters left, to take back a value that is not kept."""
+        return self.room, self.budget.chars, self.stopped
+
+    def _restore(self, snapshot: tuple[int | None, int, bool]) -> None:
+        """Take back the characters of values built since `snapshot` (their steps stay spent)."""
+        self.room, self.budget.chars, self.stopped = snapshot
 
     def _branch_order(
         self, branches: list[object], refs: tuple[str, ...], minimal: bool
@@ -277,7 +519,9 @@ class _Builder:
             return resolved[i].get("type") == "null"
 
         if minimal:
-            return sorted(indexes, key=lambda i: (_mentions_ref(branches[i]), not is_null(i)))
+            mentions = [self._mentions_ref(b) for b in branches]
+            ranks = [self._rank(branches[i], 0) if mentions[i] else 0 for i in indexes]
+            return sorted(indexes, key=lambda i: (ranks[i], mentions[i], not is_null(i)))
         self.rng.shuffle(indexes)
         return sorted(indexes, key=is_null)
 
@@ -329,14 +573,15 @@ class _Builder:
         required = [r for r in required if isinstance(r, str)] if isinstance(required, list) else []
         extra = schema.get("additionalProperties", True)
         out: dict[str, object] = {}
+        self._spend(1, closing=1)
         for name, sub in props.items():
             if minimal and name not in required:
                 continue
-            out[name] = self.build(sub, depth=depth + 1, refs=refs, hint=name)
+            self._member(out, name, sub, depth, refs, name)
         for name in required:
             if name not in out:
                 sub = extra if isinstance(extra, dict) else {}
-                out[name] = self.build(sub, depth=depth + 1, refs=refs, hint=name)
+                self._member(out, name, sub, depth, refs, name)
         wanted = schema.get("minProperties", 0)
         if not props and isinstance(extra, dict) and not minimal:
             wanted = max(wanted, 1)
@@ -346,8 +591,25 @@ class _Builder:
             counter += 1
             if key not in out:
                 sub = extra if isinstance(extra, dict) else {}
-                out[key] = self.build(sub, depth=depth + 1, refs=refs, hint="value")
+                self._member(out, key, sub, depth, refs, "value")
         return out
+
+    def _member(
+        self,
+        out: dict[str, object],
+        name: str,
+        sub: object,
+        depth: int,
+        refs: tuple[str, ...],
+        hint: str,
+    ) -> None:
+        """Build one property into `out` (nothing once the value has reached its room)."""
+        if self.stopped:
+            return
+        self._spend(len(name) + (3 if not out else 4))
+        self.path.append(name)
+        out[name] = self.build(sub, depth=depth + 1, refs=refs, hint=hint)
+        self.path.pop()
 
     def _array(
         self, schema: Schema, depth: int, refs: tuple[str, ...], hint: str, minimal: bool
@@ -370,21 +632,41 @@ class _Builder:
         if items is False:
             count = min(count, len(prefix))
         count = max(count, 0)
+        needed = 2 * min(count, low) + 1  # "[]" plus one character and a comma per item
+        if self.room is None and needed > MAX_ANSWER_CHARS:
+            raise self._too_long("minItems", low, needed)
         unique = schema.get("uniqueItems") is True
         seen: set[str] = set()
         out: list[object] = []
+        self._spend(1, closing=1)
         for index in range(count):
+            if self.stopped:
+                break
             sub = prefix[index] if index < len(prefix) else items
+            before = self._snapshot()
+            self._spend(1 if out else 0)
+            self.path.append(index)
             value = self.build(sub, depth=depth + 1, refs=refs, hint=hint)
             attempts = 0
-            while unique and _canonical(value) in seen and attempts < 20:
+            while unique and not self.stopped and _canonical(value) in seen and attempts < 20:
+                self._restore(before)
+                self._spend(1 if out else 0)
                 value = self.build(sub, depth=depth + 1, refs=refs, hint=hint)
                 attempts += 1
-            if unique and _canonical(value) in seen and len(out) >= low:
+            self.path.pop()
+            if unique and not self.stopped and _canonical(value) in seen and len(out) >= low:
+                self._restore(before)
                 break
             seen.add(_canonical(value))
             out.append(value)
         return out
+
+    def _too_long(self, keyword: str, value: object, chars: int) -> SchemaRefused:
+        """Refuse a size keyword whose minimum cannot fit in an answer."""
+        return SchemaRefused(
+            f"'{keyword}' {value} (at {self.where()}) needs at least {chars:,} characters, "
+            f"more than the {MAX_ANSWER_CHARS:,} an answer may have"
+        )
 
     def _string(self, schema: Schema, hint: str) -> str:
         """Emit a string honouring format, pattern and length limits."""
@@ -396,11 +678,17 @@ class _Builder:
         maker = _FORMATS.get(fmt) if isinstance(fmt, str) else None
         if maker is not None:
             return maker(self.rng)
+        if self.room is None and low + 2 > MAX_ANSWER_CHARS:
+            raise self._too_long("minLength", low, low + 2)
         pattern = schema.get("pattern")
         if isinstance(pattern, str):
-            made = _from_pattern(pattern, self.rng, low, high)
+            try:  # built whole (within the budget) so a cut answer starts as the whole one
+                made = _from_pattern(pattern, self.rng, low, high, self.budget.chars + 1)
+            except SchemaRefused as refused:
+                raise SchemaRefused(f"{refused} (at {self.where()})") from None
             if made is not None:
                 return made
+        low = min(low, self._text_limit())  # longer cannot fit: the answer is cut or refused
         text = self._words(hint)
         while len(text) < low:
             text += " " + self.rng.choice(_WORDS)
@@ -424,12 +712,13 @@ class _Builder:
         k_low, k_high = -((-low) // step), high // step
         if k_low > k_high:
             return k_low * step
-        choices = self._spread(k_low, k_high)
-        for k in choices:
+        first: int | None = None
+        for k in self._spread(k_low, k_high):
+            first = k if first is None else first
             value = k * step
             if not _is_number(step_value) or _multiple_ok(value, step_value):
                 return value
-        return choices[0] * step
+        return (first or 0) * step
 
     def _number(self, schema: Schema) -> float:
         """Emit a float within the (possibly exclusive) bounds and on the multipleOf grid."""
@@ -457,11 +746,11 @@ class _Builder:
         middle = (low + high) / 2
         return middle if _inside(middle, low, low_open, high, high_open) else low
 
-    def _spread(self, k_low: int, k_high: int) -> list[int]:
-        """List up to 64 grid indexes in [k_low, k_high], the first one seeded."""
+    def _spread(self, k_low: int, k_high: int) -> Iterator[int]:
+        """Yield up to 64 grid indexes in [k_low, k_high], the first one seeded."""
         first = self.rng.randint(k_low, k_high)
-        rest = range(k_low, min(k_high, k_low + 62) + 1)
-        return [first, *(k for k in rest if k != first)]
+        yield first
+        yield from (k for k in range(k_low, min(k_high, k_low + 62) + 1) if k != first)
 
 
 def _inside(value: float, low: float, low_open: bool, high: float, high_open: bool) -> bool:
@@ -471,8 +760,17 @@ def _inside(value: float, low: float, low_open: bool, high: float, high_open: bo
     return above and below
 
 
+def _check_finite_numbers(schema: Schema) -> None:
+    """Refuse numeric keywords that are not finite doubles (1e400 reads as infinity)."""
+    for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
+        value = schema.get(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SchemaRefused(f"'{key}' must be a finite number that fits in a double")
+
+
 def _integer_bounds(schema: Schema) -> tuple[int, int]:
     """Turn minimum/maximum/exclusive* (2020-12 numbers or draft-4 booleans) into int bounds."""
+    _check_finite_numbers(schema)
     low: int | None = None
     high: int | None = None
     minimum, maximum = schema.get("minimum"), schema.get("maximum")
@@ -498,6 +796,7 @@ def _integer_bounds(schema: Schema) -> tuple[int, int]:
 
 def _number_bounds(schema: Schema) -> tuple[float, bool, float, bool]:
     """Turn minimum/maximum/exclusive* into (low, low_open, high, high_open)."""
+    _check_finite_numbers(schema)
     low: float | None = None
     high: float | None = None
     low_open = high_open = False
@@ -554,20 +853,134 @@ _FORMATS: dict[str, Callable[[random.Random], str]] = {
 }
 
 
-def _from_pattern(pattern: str, rng: random.Random, low: int, high: int | None) -> str | None:
-    """Generate a string that `re.search(pattern)` accepts, within the length limits if possible."""
+class _TextFull(Exception):
+    """A pattern's text reached the room left in the answer; carries the text so far."""
+
+    def __init__(self, text: str) -> None:
+        """Keep the text emitted so far."""
+        super().__init__(len(text))
+        self.text = text
+
+
+class _OutOfSteps(Exception):
+    """A pattern used up its emission steps."""
+
+
+@dataclass(frozen=True)
+class _PatternPlan:
+    """A parsed `pattern` and how far a generated string may be checked against it."""
+
+    parsed: list[tuple[object, object]]
+    compiled: re.Pattern[str]
+    check_limit: int | None  # longest string worth checking with re.search; None: any length
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What makes a regex slow to check: repeats in a row, repeats in repeats, lookarounds."""
+
+    degree: int = 0  # variable-count repeats (and alternations) one after another
+    nested: bool = False  # a variable-count repeat of something variable
+    unbuilt: bool = False  # a lookaround, backreference or word boundary: text may not match
+
+
+_REPEATS = (_re_parser.MAX_REPEAT, _re_parser.MIN_REPEAT, _re_parser.POSSESSIVE_REPEAT)
+_BOUNDARIES = (_re_parser.AT_BOUNDARY, _re_parser.AT_NON_BOUNDARY)
+_DEGREE_CAP = 1000
+
+
+def _shape(items: list[tuple[object, object]]) -> _Shape:
+    """Measure a parsed regex sequence (see _Shape)."""
+    degree, nested, unbuilt = 0, False, False
+    for op, arg in items:
+        parts: list[_Shape] = []
+        if op in _REPEATS:
+            low, high, sub = arg
+            inner = _shape(list(sub))
+            parts.append(inner)
+            if low == high:
+                degree += low * inner.degree
+            else:
+                degree += 1 + inner.degree
+                nested = nested or inner.degree > 0
+        elif op == _re_parser.BRANCH:
+            alternatives = [_shape(list(a)) for a in arg[1]]
+            parts.extend(alternatives)
+            degree += 1 + max(a.degree for a in alternatives)
+        elif op == _re_parser.SUBPATTERN:
+            parts.append(_shape(list(arg[3])))
+            degree += parts[-1].degree
+        elif op == _re_parser.ATOMIC_GROUP:
+            parts.append(_shape(list(arg)))
+            degree += parts[-1].degree
+        elif op in (_re_parser.ASSERT, _re_parser.ASSERT_NOT):
+            parts.append(_shape(list(arg[1])))
+            degree += parts[-1].degree
+            unbuilt = True
+        elif op == _re_parser.GROUPREF_EXISTS:
+            parts.extend(_shape(list(b)) for b in arg[1:] if b is not None)
+            degree += max((p.degree for p in parts), default=0)
+            unbuilt = True
+        elif op == _re_parser.GROUPREF or (op == _re_parser.AT and arg in _BOUNDARIES):
+            unbuilt = True
+        nested = nested or any(p.nested for p in parts)
+        unbuilt = unbuilt or any(p.unbuilt for p in parts)
+        degree = min(degree, _DEGREE_CAP)
+    return _Shape(degree, nested, unbuilt)
+
+
+@lru_cache(maxsize=1024)
+def _pattern_plan(pattern: str) -> _PatternPlan | str | None:
+    """Parse and weigh a pattern once: a plan, a refusal (str), or None if it is no regex."""
     try:
-        parsed = _re_parser.parse(pattern)
+        parsed = list(_re_parser.parse(pattern))
         compiled = re.compile(pattern)
-    except (re.error, RecursionError, OverflowError):
+        shape = _shape(parsed)
+    except (re.error, RecursionError, OverflowError, ValueError):
         return None
+    if not shape.unbuilt:
+        return _PatternPlan(parsed, compiled, None)  # built text matches: checking it is quick
+    if shape.nested:
+        return (
+            f"'pattern' {pattern[:64]!r} cannot be generated within bounds: it repeats a "
+            "repetition (or alternation) and also has a lookaround, backreference or word "
+            "boundary, so checking a generated string could take exponential time"
+        )
+    limit = int(_PATTERN_CHECK_COST ** (1 / (shape.degree + 2)))
+    return _PatternPlan(parsed, compiled, max(limit, 1))
+
+
+def _from_pattern(
+    pattern: str, rng: random.Random, low: int, high: int | None, limit: int
+) -> str | None:
+    """Generate a string that `re.search(pattern)` accepts, within the length limits if possible.
+
+    Strings are at most `limit` characters (a longer one comes back cut to `limit`, for the
+    caller to cut or refuse the answer); a pattern too costly to generate raises SchemaRefused.
+    """
+    plan = _pattern_plan(pattern)
+    if plan is None:
+        return None
+    if isinstance(plan, str):
+        raise SchemaRefused(plan)
+    emitter = _Emitter(rng, limit)
     matching: str | None = None
-    for _ in range(24):
+    for _ in range(_PATTERN_ATTEMPTS):
         try:
-            text = _emit(list(parsed), rng, {})
+            text = emitter.emit(plan.parsed)
+        except _TextFull as full:
+            return full.text
+        except _OutOfSteps:
+            if matching is not None:
+                return matching
+            raise SchemaRefused(
+                f"'pattern' {pattern[:64]!r} needs more than {PATTERN_STEPS:,} steps to generate"
+            ) from None
         except (RecursionError, ValueError):
             return None
-        if not compiled.search(text):
+        if plan.check_limit is not None and len(text) > plan.check_limit:
+            continue
+        if not plan.compiled.search(text):
             continue
         if len(text) >= low and (high is None or len(text) <= high):
             return text
@@ -575,41 +988,80 @@ def _from_pattern(pattern: str, rng: random.Random, low: int, high: int | None) 
     return matching
 
 
-def _emit(items: list[tuple[object, object]], rng: random.Random, groups: dict[int, str]) -> str:
-    """Emit text for a parsed regex sequence (anchors and lookarounds emit nothing)."""
-    out: list[str] = []
-    for op, arg in items:
-        if op == _re_parser.LITERAL:
-            out.append(chr(arg))
-        elif op == _re_parser.NOT_LITERAL:
-            out.append(next(c for c in "aZ0_-x" if ord(c) != arg))
-        elif op == _re_parser.ANY:
-            out.append(rng.choice("abcdefghijklmnopqrstuvwxyz"))
-        elif op == _re_parser.IN:
-            out.append(_pick_in(list(arg), rng))
-        elif op == _re_parser.BRANCH:
-            out.append(_emit(list(rng.choice(arg[1])), rng, groups))
-        elif op == _re_parser.SUBPATTERN:
-            group, _, _, sub = arg
-            text = _emit(list(sub), rng, groups)
-            if group:
-                groups[group] = text
-            out.append(text)
-        elif op in (_re_parser.MAX_REPEAT, _re_parser.MIN_REPEAT, _re_parser.POSSESSIVE_REPEAT):
-            low, high, sub = arg
-            top = low + 3 if high == _re_parser.MAXREPEAT else min(high, low + 3)
-            out.extend(_emit(list(sub), rng, groups) for _ in range(rng.randint(low, top)))
-        elif op == _re_parser.ATOMIC_GROUP:
-            out.append(_emit(list(arg), rng, groups))
-        elif op == _re_parser.GROUPREF:
-            out.append(groups.get(arg, ""))
-        elif op == _re_parser.GROUPREF_EXISTS:
-            group, yes, no = arg
-            branch = yes if group in groups else no
-            out.append(_emit(list(branch), rng, groups) if branch is not None else "")
-        elif op == _re_parser.CATEGORY:
-            out.append(_category_char(arg, rng))
-    return "".join(out)
+class _Emitter:
+    """Writes text for a parsed regex, within a length limit and a step budget."""
+
+    def __init__(self, rng: random.Random, limit: int) -> None:
+        """Share one random stream and one step budget across attempts."""
+        self.rng = rng
+        self.limit = limit
+        self.steps = PATTERN_STEPS
+        self.parts: list[str] = []
+        self.size = 0
+        self.groups: dict[int, str] = {}
+
+    def emit(self, items: list[tuple[object, object]]) -> str:
+        """Emit one string for a parsed regex (anchors and lookarounds emit nothing)."""
+        self.parts, self.size, self.groups = [], 0, {}
+        self._sequence(items)
+        return "".join(self.parts)
+
+    def _put(self, text: str) -> None:
+        """Append text, stopping once the string reaches the limit."""
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size >= self.limit:
+            raise _TextFull("".join(self.parts)[: self.limit])
+
+    def _step(self) -> None:
+        """Spend one emission step."""
+        self.steps -= 1
+        if self.steps < 0:
+            raise _OutOfSteps
+
+    def _sequence(self, items: list[tuple[object, object]]) -> None:
+        """Emit a parsed regex sequence."""
+        for op, arg in items:
+            self._step()
+            if op == _re_parser.LITERAL:
+                self._put(chr(arg))
+            elif op == _re_parser.NOT_LITERAL:
+                self._put(next(c for c in "aZ0_-x" if ord(c) != arg))
+            elif op == _re_parser.ANY:
+                self._put(self.rng.choice("abcdefghijklmnopqrstuvwxyz"))
+            elif op == _re_parser.IN:
+                self._put(_pick_in(list(arg), self.rng))
+            elif op == _re_parser.BRANCH:
+                self._sequence(list(self.rng.choice(arg[1])))
+            elif op == _re_parser.SUBPATTERN:
+                self._group(arg[0], list(arg[3]))
+            elif op in _REPEATS:
+                self._repeat(*arg)
+            elif op == _re_parser.ATOMIC_GROUP:
+                self._sequence(list(arg))
+            elif op == _re_parser.GROUPREF:
+                self._put(self.groups.get(arg, ""))
+            elif op == _re_parser.GROUPREF_EXISTS:
+                group, yes, no = arg
+                branch = yes if group in self.groups else no
+                self._sequence(list(branch) if branch is not None else [])
+            elif op == _re_parser.CATEGORY:
+                self._put(_category_char(arg, self.rng))
+
+    def _group(self, group: int | None, items: list[tuple[object, object]]) -> None:
+        """Emit a group, remembering its text for backreferences."""
+        start = len(self.parts)
+        self._sequence(items)
+        if group:
+            self.groups[group] = "".join(self.parts[start:])
+
+    def _repeat(self, low: int, high: int, sub: object) -> None:
+        """Emit a repeat low..low+3 times (capped by its maximum)."""
+        top = low + 3 if high == _re_parser.MAXREPEAT else min(high, low + 3)
+        items = list(sub)
+        for _ in range(self.rng.randint(low, top)):
+            self._step()
+            self._sequence(items)
 
 
 def _pick_in(items: list[tuple[object, object]], rng: random.Random) -> str:

@@ -8,15 +8,20 @@ import re
 import struct
 import sys
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from batch_assets.local_api import ids
 from batch_assets.local_api.errors import APIError
-from batch_assets.local_api.json_schema_instance import instance_for
+from batch_assets.local_api.json_schema_instance import (
+    GenerationBudget,
+    SchemaRefused,
+    instance_for,
+)
 
 __all__ = [
+    "MAX_BODY_DEPTH",
     "SUPPORTED_ENDPOINTS",
     "RequestRejected",
     "count_embedding_inputs",
@@ -50,6 +55,13 @@ EMBEDDING_DIMENSIONS = {
     "text-embedding-ada-002": 1536,
 }
 REASONING_TOKENS = {"none": 0, "minimal": 0, "low": 64, "medium": 192, "high": 512, "xhigh": 1024}
+# JSON nesting a request body may have (OpenAI's schemas nest 10 objects, about 40 JSON levels).
+MAX_BODY_DEPTH = 100
+# A cut answer is built this far past its max_tokens (and any stop sequence), then clipped.
+_CUT_SLACK_CHARS = 64
+_SHOWN_PATH_PARTS = 8
+_ATOMS = frozenset({str, bool, type(None)})
+_EXACT_DOUBLE_LIMIT = 2**53  # integers below this in size are doubles, no need to convert
 
 
 def _names(text: str) -> frozenset[str]:
@@ -172,6 +184,7 @@ def respond(endpoint: str, body: dict, *, created: int) -> dict:
             code="invalid_type",
         )
     _reject_unknown_parameters(endpoint, body)
+    _check_body_values(body)
     return handler(body, created)
 
 
@@ -218,6 +231,88 @@ def count_embedding_inputs(body: dict) -> int:
 
 
 # --- shared helpers ---------------------------------------------------------------------------
+
+
+def _check_body_values(body: dict[str, Any]) -> None:
+    """Refuse a body nested deeper than MAX_BODY_DEPTH or holding a number outside a double.
+
+    One walk over the containers; containers of plain strings, booleans, nulls or integers are
+    passed at C speed, and a path is spelt out only for an error.
+    """
+    stack: list[tuple[object, int, _Path]] = [(body, 1, None)]
+    while stack:
+        value, depth, path = stack.pop()
+        if depth > MAX_BODY_DEPTH:
+            param = _param_path(path)
+            raise RequestRejected(
+                f"Invalid '{param}': the request nests JSON deeper than {MAX_BODY_DEPTH} levels.",
+                param=param,
+                code="invalid_value",
+            )
+        if type(value) is dict:
+            items: Iterable[Any] = value.values()
+        elif _plain_list(value):
+            continue
+        else:
+            items = value
+        for item in items:
+            kind = type(item)
+            if kind is dict or kind is list:
+                stack.append((item, depth + 1, (path, value, item)))
+            elif (kind is float or kind is int) and not _fits_double(item):
+                raise _outside_double(_param_path((path, value, item)), item)
+
+
+_Path = tuple["_Path", object, object] | None  # (parent path, container, item): keys found late
+
+
+def _plain_list(values: list[Any]) -> bool:
+    """Tell whether a list holds only strings/booleans/nulls, or only integers within a double."""
+    kinds = set(map(type, values))
+    if kinds <= _ATOMS:
+        return True
+    return kinds == {int} and _fits_double(max(values)) and _fits_double(min(values))
+
+
+def _fits_double(number: float) -> bool:
+    """Tell whether a JSON number can be read as a finite double (1e400 cannot)."""
+    if isinstance(number, float):
+        return math.isfinite(number)
+    if -_EXACT_DOUBLE_LIMIT < number < _EXACT_DOUBLE_LIMIT:
+        return True
+    try:
+        float(number)
+    except OverflowError:
+        return False
+    return True
+
+
+def _outside_double(param: str, number: float) -> RequestRejected:
+    """Build the rejection of a number no double can hold, naming where it is."""
+    if isinstance(number, float):
+        got = "NaN" if math.isnan(number) else f"{'-' if number < 0 else ''}infinity"
+    else:
+        got = f"an integer of {len(str(abs(number)))} digits"
+    return RequestRejected(
+        f"Invalid '{param}': number out of range. Expected a number that fits in a double "
+        f"(magnitude at most 1.8e308), but got {got} instead.",
+        param=param,
+        code="invalid_value",
+    )
+
+
+def _param_path(path: _Path) -> str:
+    """Write a body path as OpenAI names params: "messages[0].content" (long ones cut)."""
+    parts: list[str | int] = []
+    while path is not None:
+        path, container, item = path
+        pairs = container.items() if isinstance(container, dict) else enumerate(container)
+        parts.append(next(key for key, value in pairs if value is item))
+    parts.reverse()
+    text = ""
+    for part in parts[:_SHOWN_PATH_PARTS]:
+        text += f"[{part}]" if isinstance(part, int) else f".{part[:64]}" if text else part[:64]
+    return text + ("..." if len(parts) > _SHOWN_PATH_PARTS else "")
 
 
 def _is_int(value: object) -> bool:
@@ -454,9 +549,17 @@ def _prompts(value: object) -> list[str | list[int]] | None:
 def _prompt_tokens(value: object) -> int:
     """Count the tokens of a prompt/input in any of its accepted forms (0 when malformed)."""
     if isinstance(value, list) and not all(_is_int(v) for v in value):
-        return sum(_prompt_tokens(v) for v in value)
-    prompts = _prompts(value) or []
-    return sum(count_tokens(p) if isinstance(p, str) else len(p) for p in prompts)
+        return sum(_single_prompt_tokens(v) for v in value)
+    return _single_prompt_tokens(value)
+
+
+def _single_prompt_tokens(value: object) -> int:
+    """Count one prompt: a string or a token array (0 for anything else, however nested)."""
+    if isinstance(value, str):
+        return count_tokens(value)
+    if isinstance(value, list) and value and all(_is_int(v) for v in value):
+        return len(value)
+    return 0
 
 
 def _topic(text: str) -> str:
@@ -493,13 +596,61 @@ def _apply_stop(text: str, stop: object) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def _render(kind: str, schema: dict[str, Any] | None, text: str, digest: str, variant: int) -> str:
-    """Write the answer text in the requested format (plain, JSON object or schema instance)."""
-    if kind == "json_schema":
+class _SchemaSite(NamedTuple):
+    """Where a request holds a schema: how errors name it and which param they point at."""
+
+    label: str
+    param: str
+    code: str | None
+
+
+class _Generation(NamedTuple):
+    """The limits of one answer: the request's shared budget and where a cut answer may stop."""
+
+    budget: GenerationBudget
+    truncate_after: int | None = None
+
+
+def _cut_room(visible_budget: int | None, stop: object) -> int | None:
+    """Return how many characters a cut answer needs built before it is clipped (None: all)."""
+    if visible_budget is None:
+        return None
+    sequences = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+    longest = max((len(s) for s in sequences if isinstance(s, str)), default=0)
+    return 4 * visible_budget + _CUT_SLACK_CHARS + longest
+
+
+def _schema_value(
+    schema: dict[str, Any], seed: int, generation: _Generation, site: _SchemaSite
+) -> str:
+    """Build a schema instance as compact JSON, or refuse the request naming the schema."""
+    try:
         value = instance_for(
-            schema if schema is not None else {"type": "object"}, seed=_seed(digest, variant)
+            schema,
+            seed=seed,
+            budget=generation.budget,
+            truncate_after=generation.truncate_after,
         )
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except SchemaRefused as refused:
+        raise RequestRejected(
+            f"Invalid schema for {site.label}: {refused}.", param=site.param, code=site.code
+        ) from None
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _render(
+    kind: str,
+    schema: dict[str, Any] | None,
+    text: str,
+    seed_of: tuple[str, int],
+    generation: _Generation,
+    site: _SchemaSite,
+) -> str:
+    """Write the answer text in the requested format (plain, JSON object or schema instance)."""
+    digest, variant = seed_of
+    if kind == "json_schema":
+        chosen = schema if schema is not None else {"type": "object"}
+        return _schema_value(chosen, _seed(digest, variant), generation, site)
     sentence = _sentence(text, digest, variant)
     if kind == "json_object":
         return json.dumps({"answer": sentence}, ensure_ascii=False, separators=(",", ":"))
@@ -611,33 +762,42 @@ def _mentions_json(texts: list[str]) -> bool:
     return any("json" in t.lower() for t in texts)
 
 
-def _forced_function(body: dict[str, Any], nested: bool) -> dict[str, Any] | None:
+class _ForcedFunction(NamedTuple):
+    """The function tool a request forces, and where its parameters schema is."""
+
+    definition: dict[str, Any]
+    site: _SchemaSite
+
+
+def _forced_function(body: dict[str, Any], nested: bool) -> _ForcedFunction | None:
     """Return the function tool the request forces (tool_choice "required" or a named function)."""
     tools = body.get("tools")
     if not isinstance(tools, list):
         return None
-    functions = []
-    for tool in tools:
+    functions: list[_ForcedFunction] = []
+    for index, tool in enumerate(tools):
         if isinstance(tool, dict) and tool.get("type") == "function":
             definition = tool.get("function") if nested else tool
             if isinstance(definition, dict) and isinstance(definition.get("name"), str):
-                functions.append(definition)
+                where = f"tools[{index}].function" if nested else f"tools[{index}]"
+                label = f"function '{definition['name'][:64]}'"
+                site = _SchemaSite(label, f"{where}.parameters", "invalid_function_parameters")
+                functions.append(_ForcedFunction(definition, site))
     choice = body.get("tool_choice")
     if choice == "required" and functions:
         return functions[0]
     if isinstance(choice, dict) and choice.get("type") == "function":
         named = choice.get("function", {}) if nested else choice
         wanted = named.get("name") if isinstance(named, dict) else None
-        return next((f for f in functions if f["name"] == wanted), None)
+        return next((f for f in functions if f.definition["name"] == wanted), None)
     return None
 
 
-def _arguments(function: dict[str, Any], digest: str, variant: int) -> str:
+def _arguments(forced: _ForcedFunction, seed: int, budget: GenerationBudget) -> str:
     """Make JSON arguments that fit a function tool's parameters schema."""
-    parameters = function.get("parameters")
+    parameters = forced.definition.get("parameters")
     schema = parameters if isinstance(parameters, dict) else {"type": "object", "properties": {}}
-    value = instance_for(schema, seed=_seed(digest, variant))
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _schema_value(schema, seed, _Generation(budget), forced.site)
 
 
 def _echo_tools(tools: object) -> list[Any]:
@@ -739,7 +899,7 @@ def _chat(body: dict[str, Any], created: int) -> dict[str, Any]:
             param="max_tokens",
             code="unsupported_parameter",
         )
-    kind, schema, _ = _schema_format(
+    kind, schema, format_echo = _schema_format(
         body.get("response_format"), "response_format", "response_format", None
     )
     if kind == "json_object" and not _mentions_json(_all_texts(messages)):
@@ -759,6 +919,13 @@ def _chat(body: dict[str, Any], created: int) -> dict[str, Any]:
     )
     forced = _forced_function(body, nested=True)
     topic = _last_user_text(messages)
+    site = _SchemaSite(
+        f"response_format '{format_echo.get('name', '')}'",
+        "response_format.json_schema.schema",
+        None,
+    )
+    budget = GenerationBudget()
+    generation = _Generation(budget, _cut_room(visible_budget, body.get("stop")))
     choices = []
     completion_tokens = 0
     for index in range(n):
@@ -769,18 +936,20 @@ def _chat(body: dict[str, Any], created: int) -> dict[str, Any]:
             "annotations": [],
         }
         if forced is not None:
-            arguments = _arguments(forced, answer_key, index)
+            name = forced.definition["name"]
+            arguments = _arguments(forced, _seed(answer_key, index), budget)
             message["tool_calls"] = [
                 {
                     "id": ids.tool_call_id(),
                     "type": "function",
-                    "function": {"name": forced["name"], "arguments": arguments},
+                    "function": {"name": name, "arguments": arguments},
                 }
             ]
             finish_reason = "tool_calls"
-            completion_tokens += thinking + count_tokens(forced["name"]) + count_tokens(arguments)
+            completion_tokens += thinking + count_tokens(name) + count_tokens(arguments)
         else:
-            text = _apply_stop(_render(kind, schema, topic, answer_key, index), body.get("stop"))
+            answer = _render(kind, schema, topic, (answer_key, index), generation, site)
+            text = _apply_stop(answer, body.get("stop"))
             content, cut = _clip(text, visible_budget)
             message["content"] = content
             finish_reason = "length" if cut else "stop"
@@ -869,20 +1038,28 @@ def _responses(body: dict[str, Any], created: int) -> dict[str, Any]:
     visible_budget = None if max_output_tokens is None else max_output_tokens - thinking
     answer_key = _digest(model, items, instructions, text_options, body.get("tools"))
     forced = _forced_function(body, nested=False)
+    budget = GenerationBudget()
     if forced is not None:
-        arguments = _arguments(forced, answer_key, 0)
+        name = forced.definition["name"]
+        arguments = _arguments(forced, _seed(answer_key, 0), budget)
         item: dict[str, Any] = {
             "type": "function_call",
             "id": ids.response_item_id("fc"),
             "call_id": ids.tool_call_id(),
-            "name": forced["name"],
+            "name": name,
             "arguments": arguments,
             "status": "completed",
         }
-        output_tokens = thinking + count_tokens(forced["name"]) + count_tokens(arguments)
+        output_tokens = thinking + count_tokens(name) + count_tokens(arguments)
         cut = False
     else:
-        answer = _render(kind, schema, _last_user_text(items), answer_key, 0)
+        site = _SchemaSite(
+            f"response_format '{format_echo.get('name', '')}'",
+            "text.format.schema",
+            "invalid_json_schema",
+        )
+        generation = _Generation(budget, _cut_room(visible_budget, None))
+        answer = _render(kind, schema, _last_user_text(items), (answer_key, 0), generation, site)
         text, cut = _clip(answer, visible_budget)
         item = {
             "type": "message",

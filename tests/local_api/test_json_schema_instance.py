@@ -10,7 +10,7 @@ import uuid
 import jsonschema
 import pytest
 
-from batch_assets.local_api.json_schema_instance import instance_for
+from batch_assets.local_api.json_schema_instance import SchemaRefused, instance_for
 
 SEEDS = range(30)
 
@@ -299,7 +299,7 @@ def test_linked_list_ends_with_null() -> None:
     assert 1 <= hops <= 5
 
 
-def test_recursion_without_escape_hatch_stops() -> None:
+def test_recursion_without_escape_hatch_is_refused() -> None:
     schema = {
         "$defs": {
             "loop": {
@@ -310,7 +310,8 @@ def test_recursion_without_escape_hatch_stops() -> None:
         },
         "$ref": "#/$defs/loop",
     }
-    assert _depth(instance_for(schema, seed=0)) <= 70
+    with pytest.raises(SchemaRefused, match=r"no finite instance.*'#/\$defs/loop'"):
+        instance_for(schema, seed=0)
 
 
 def test_type_list_prefers_a_concrete_type() -> None:
