@@ -99,6 +99,9 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+JSON_ANSWER_COLUMN = "answer_json"
+
+
 def _result_columns(batch_id: str | None) -> list[pl.Expr]:
     response = pl.col("response")
     body = response.struct.field("body")
@@ -580,7 +583,7 @@ def decode_json_answers(
     schema: Mapping[str, Any] | None = None,
     dtype: pl.DataType | None = None,
     column: str = "answer",
-    into: str = "answer_json",
+    into: str = JSON_ANSWER_COLUMN,
 ) -> pl.DataFrame:
     """Add a column with each answer decoded as JSON, typed from a JSON schema or a dtype.
 

@@ -8,7 +8,8 @@ Decisions: `{column}` placeholders appear in `user_template` only (`{{` and `}}`
 braces; the system prompt is literal text). Non-string columns are rendered with polars' cast to
 String. A null value in a placeholder column is an error naming the row and column, unless
 `null_as_empty=True`. custom_id values are cast to String and must be non-null, non-empty and
-unique.
+unique. A number beyond a double or a lone UTF-16 surrogate in the params, the response format,
+the model or the prompts is an error naming the field (`body.temperature`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import polars as pl
 
 from batch_assets.core.limits import CHAT_COMPLETIONS, COMPLETIONS, EMBEDDINGS, RESPONSES
+from batch_assets.core.portable_json import find_unreadable
 
 TEMPLATE_ENDPOINTS: tuple[str, ...] = (CHAT_COMPLETIONS, RESPONSES, EMBEDDINGS, COMPLETIONS)
 _TEXT_KEY = {CHAT_COMPLETIONS: "messages", RESPONSES: "input", EMBEDDINGS: "input"}
@@ -84,12 +86,19 @@ class RequestTemplate:
             raise TemplateError(
                 f"params may not set {', '.join(clash)}: the template sets them itself"
             )
+        self.check_json()
+        self.placeholders()
+
+    def check_json(self) -> None:
+        """Raise unless every request is JSON the Batch API can parse (see portable_json)."""
+        found = find_unreadable(self.body(self.user_template), root="body")
+        if found is not None:
+            raise TemplateError(f"field {found.path!r}: {found.detail}")
         try:
             _dumps(dict(self.params))
             _dumps(self.response_format)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise TemplateError(f"params and response_format must be JSON: {exc}") from None
-        self.placeholders()
 
     def placeholders(self) -> tuple[str, ...]:
         """The column names the user template refers to, in order, without repeats."""
@@ -222,6 +231,7 @@ def _check_custom_ids(ids: pl.Series, name: str) -> None:
 
 def render_requests(df: pl.DataFrame, template: RequestTemplate) -> pl.DataFrame:
     """Render every row into a request: columns custom_id and request (one JSON line each)."""
+    template.check_json()  # again: params is a mapping, which may have changed since
     _check_columns(df, template)
     ids, ids_need_escape = _as_text(df, template.custom_id_column)
     _check_custom_ids(ids, template.custom_id_column)

@@ -9,7 +9,9 @@ Decisions: a UTF-8 byte order mark is rejected, not stripped (the Batch API read
 JSON on line 1); CRLF line ends are accepted and written out as LF; blank lines are rejected;
 `NaN` and `Infinity` are rejected (not JSON); a key given twice in the request object or its
 body (`custom_id`, `method`, `url`, `body`, `body.model`, `body.input`) is rejected, since which
-copy the Batch API would read is not documented.
+copy the Batch API would read is not documented. Anywhere in a line, a number beyond the range of
+a double (`1e400`, a 309-digit integer) and a lone UTF-16 surrogate (`"\\ud800"`) are rejected,
+naming the field: Python reads them, the Batch API and polars do not (see `portable_json`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ from batch_assets.core.limits import (
     MODEL_OPTIONAL_ENDPOINTS,
     BatchLimits,
     check_endpoint,
+)
+from batch_assets.core.portable_json import (
+    OutOfRangeNumber,
+    find_unreadable,
+    is_valid_unicode,
+    loads_marking_numbers,
+    may_hold_surrogate_escape,
 )
 
 BOM = b"\xef\xbb\xbf"
@@ -155,17 +164,9 @@ def _describe(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return f"number {value!r}"
+    if isinstance(value, OutOfRangeNumber):
+        return f"number {value.token[:40]}"
     return f"{_json_type(value)}"
-
-
-def _is_valid_unicode(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def count_embedding_inputs(value: object) -> int:
@@ -204,7 +205,7 @@ def check_request(
     custom_id = present("custom_id", "custom_id", request, duplicates)
     if not isinstance(custom_id, str) or not custom_id:
         raise fail(f"expected a non-empty string, got {_describe(custom_id)}", "custom_id")
-    if not _is_valid_unicode(custom_id):
+    if not is_valid_unicode(custom_id):
         raise fail("contains a lone UTF-16 surrogate, which is not valid Unicode", "custom_id")
     method = present("method", "method", request, duplicates)
     if method != "POST":
@@ -225,7 +226,7 @@ def check_request(
             raise fail("missing", "body.model", "missing_required_parameter")
     elif not isinstance(model, str) or not model:
         raise fail(f"expected a non-empty string, got {_describe(model)}", "body.model")
-    elif not _is_valid_unicode(model):
+    elif not is_valid_unicode(model):
         raise fail("contains a lone UTF-16 surrogate, which is not valid Unicode", "body.model")
     inputs = 0
     if endpoint == EMBEDDINGS:
@@ -271,12 +272,30 @@ def parse_request_line(
     if not text.strip(" \t\r\n"):
         raise fail("blank line; every line must hold one request", "blank_line")
     try:
-        request = json.loads(text, object_pairs_hook=_object_hook, parse_constant=_reject_constant)
+        request, out_of_range = loads_marking_numbers(
+            text, object_pairs_hook=_object_hook, parse_constant=_reject_constant
+        )
     except json.JSONDecodeError as exc:
         raise fail(f"invalid JSON: {exc.msg} at column {exc.colno}", "invalid_json_line") from None
     except (ValueError, RecursionError) as exc:
         raise fail(f"invalid JSON: {exc}", "invalid_json_line") from None
-    return check_request(request, line=line, endpoint=endpoint, limits=limits, source=source)
+    info = check_request(request, line=line, endpoint=endpoint, limits=limits, source=source)
+    if (
+        out_of_range
+        or may_hold_surrogate_escape(text)
+        or (isinstance(raw, str) and not is_valid_unicode(text))
+    ):
+        check_readable(request, line=line, source=source)
+    return info
+
+
+def check_readable(request: object, *, line: int, source: str | None = None) -> None:
+    """Raise if a request holds a number or string the Batch API cannot parse, naming the field."""
+    found = find_unreadable(request)
+    if found is not None:
+        raise RequestValidationError(
+            found.detail, line=line, field=found.path, code="invalid_json_line", source=source
+        )
 
 
 def _line_too_large(
@@ -312,11 +331,14 @@ class _Checker:
         keys = "custom_id|method|url|body|model"
         # Lines the polars parser may read differently from `json.loads`: a non-string value
         # where a string belongs (polars reads 5 as "5" and [1] as "[1]"), a key written with
-        # \u escapes, a surrogate escape in custom_id or model, (embeddings) token arrays.
+        # \u escapes, a surrogate escape in custom_id or model, a high surrogate escape not
+        # followed by another escape (polars reads a lone one as NUL; any other lone surrogate
+        # and any number beyond a double fail the whole chunk), (embeddings) token arrays.
         guards = [
             r'"(?:custom_id|model)"\s*:\s*[-0-9tf\[{]',
             r'\\u[0-9A-Fa-f]{4}(?:[^"\\]|\\.)*"\s*:',
             r'"(?:custom_id|model)"\s*:\s*"(?:[^"\\]|\\.)*\\u[dD][89a-fA-F]',
+            r"\\u[dD][89abAB][0-9a-fA-F]{2}(?:[^\\]|\\[^u])",
         ]
         if self.embeddings:
             body["input"] = pl.List(pl.String())
@@ -598,7 +620,10 @@ def _line_batches(
                 raw = item.encode("utf-8")
             except UnicodeEncodeError:
                 raise checker.error(
-                    "not valid Unicode (a lone UTF-16 surrogate)", line=number, code="invalid_utf8"
+                    "not valid Unicode (a lone UTF-16 surrogate)",
+                    line=number,
+                    field=_surrogate_field(item),
+                    code="invalid_utf8",
                 ) from None
         elif isinstance(item, bytes):
             raw = item
@@ -623,6 +648,15 @@ def _line_batches(
             batch, size = [], 0
     if batch:
         yield b"\n".join(batch) + b"\n"
+
+
+def _surrogate_field(text: str) -> str | None:
+    """The field of a JSON line that holds a lone UTF-16 surrogate, if it parses."""
+    try:
+        found = find_unreadable(json.loads(text))
+    except (ValueError, RecursionError):
+        return None
+    return None if found is None else found.path
 
 
 def _series_batches(lines: pl.Series, checker: _Checker) -> Iterator[bytes]:

@@ -10,6 +10,7 @@ import polars as pl
 
 RETRYABLE_CODES = frozenset({"batch_expired", "request_timeout", "not_returned"})
 CANCELLED_CODE = "batch_cancelled"
+ATTEMPTS_COLUMN = "attempts"
 
 
 def retryable(errors: pl.DataFrame, *, cancel_requested: bool) -> pl.Series:
@@ -35,7 +36,7 @@ def merge_attempts(attempts: Iterable[pl.DataFrame]) -> pl.DataFrame:
     if not frames:
         raise ValueError("merge_attempts needs at least one attempt")
     combined = pl.concat(frames, how="vertical_relaxed")
-    counts = combined.group_by("custom_id").agg(pl.len().cast(pl.Int32).alias("attempts"))
+    counts = combined.group_by("custom_id").agg(pl.len().cast(pl.Int32).alias(ATTEMPTS_COLUMN))
     last = combined.sort("attempt").unique("custom_id", keep="last", maintain_order=True)
     return last.join(counts, on="custom_id", how="left").drop("attempt")
 

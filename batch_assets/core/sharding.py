@@ -23,11 +23,17 @@ import polars as pl
 
 from batch_assets.core.atomic import locked_temporary
 from batch_assets.core.limits import DEFAULT_LIMITS, EMBEDDINGS, BatchLimits, check_endpoint
+from batch_assets.core.portable_json import (
+    find_unreadable,
+    loads_marking_numbers,
+    may_hold_long_integer,
+)
 from batch_assets.core.request_validation import (
     CHUNK_BYTES,
     RequestInfo,
     RequestValidationError,
     SeenIds,
+    check_readable,
     check_request,
     empty_input_error,
     iter_validated_file,
@@ -118,12 +124,11 @@ class _OpenShard:
             lines.to_frame().write_csv(self.temp, **options)
             self.exists = True
 
-    def write_encoded(self, lines: list[bytes]) -> None:
-        """Write UTF-8 lines, each followed by LF."""
-        if lines:
-            stream = self._stream()
-            stream.write(b"\n".join(lines))
-            stream.write(b"\n")
+    def write_block(self, block: bytes) -> None:
+        """Write UTF-8 lines joined by LF, and a last LF."""
+        stream = self._stream()
+        stream.write(block)
+        stream.write(b"\n")
 
     def close(self, hasher: ThreadPoolExecutor) -> None:
         """Close the file; hash and sync it in the background (overlapping further writes)."""
@@ -325,6 +330,47 @@ def shard_request_lines(
     return _write_all(writer, _frames_into(writer, frames))
 
 
+def _long_integer_error(
+    lines: list[bytes], first_line: int, source: str | None, block: bytes | None = None
+) -> RequestValidationError | None:
+    """The error for the first of these lines (written from dicts) that holds an integer beyond
+    a double, if any; `first_line` is the input line of `lines[0]`, `block` the lines joined."""
+    if not lines or not may_hold_long_integer(b"\n".join(lines) if block is None else block):
+        return None
+    for number, data in enumerate(lines, start=first_line):
+        if may_hold_long_integer(data):
+            request, _ = loads_marking_numbers(data.decode("utf-8"))
+            try:
+                check_readable(request, line=number, source=source)
+            except RequestValidationError as exc:
+                return exc
+    return None
+
+
+def _write_checked(
+    shard: _OpenShard, lines: list[bytes], first_line: int, source: str | None
+) -> None:
+    """Write lines encoded from dicts, once none holds an integer beyond a double."""
+    if lines:
+        block = b"\n".join(lines)
+        error = _long_integer_error(lines, first_line, source, block)
+        if error is not None:
+            raise error
+        shard.write_block(block)
+
+
+def _unwritable(request: object, exc: Exception, line: int, source: str | None) -> Exception:
+    """The error for a request dict that cannot be written as JSON, naming the field if it can."""
+    found = find_unreadable(request)
+    if found is not None:
+        detail, field = found.detail, found.path
+    else:
+        detail, field = f"cannot be written as JSON: {exc}", None
+    return RequestValidationError(
+        detail, line=line, field=field, code="invalid_json_line", source=source
+    )
+
+
 def _requests_into(
     writer: ShardWriter,
     requests: Iterable[Mapping[str, Any]],
@@ -339,7 +385,9 @@ def _requests_into(
     max_inputs = limits.max_embedding_inputs
     seen = SeenIds(source)
     ids: list[str] = []  # custom_ids since the last flush
-    pending: list[bytes] = []  # lines since the last flush
+    ids_from = 1  # the line of ids[0]
+    pending: list[bytes] = []  # lines since the last write, not yet checked for long integers
+    pending_from = 1  # the line of pending[0]
     shard: _OpenShard | None = None
     # The counters of `shard`, kept in locals while it is the one being filled.
     model_now: object = _NO_MODEL
@@ -374,12 +422,7 @@ def _requests_into(
             except (TypeError, ValueError, RecursionError) as exc:
                 custom_id = check(request).custom_id  # a non-string custom_id or model, say
                 ids.append(custom_id)
-                raise RequestValidationError(
-                    f"cannot be written as JSON: {exc}",
-                    line=line,
-                    code="invalid_json_line",
-                    source=source,
-                ) from None
+                raise _unwritable(request, exc, line, source) from None
             ids.append(custom_id)
             size = len(data) + 1
             if (
@@ -389,7 +432,7 @@ def _requests_into(
                 or (inputs and n_inputs + inputs > max_inputs)
             ):
                 if size > max_bytes:
-                    raise RequestValidationError(
+                    raise _long_integer_error([data], line, source) or RequestValidationError(
                         f"the line is {size:,} bytes with its line end, more than max_bytes "
                         f"({max_bytes:,}) allows in one batch",
                         line=line,
@@ -397,11 +440,11 @@ def _requests_into(
                         source=source,
                     )
                 if shard is not None:
-                    shard.write_encoded(pending)
+                    _write_checked(shard, pending, pending_from, source)
                     shard.n_requests, shard.n_bytes = n_requests, n_bytes
                     shard.n_chars, shard.n_inputs = n_chars, n_inputs
                 shard = writer.shard_for(model, size, inputs)
-                model_now, pending = model, []
+                model_now, pending, pending_from = model, [], line
                 n_requests, n_bytes = shard.n_requests, shard.n_bytes
                 n_chars, n_inputs = shard.n_chars, shard.n_inputs
                 flush_at = n_bytes + _FLUSH_BYTES
@@ -411,16 +454,21 @@ def _requests_into(
             n_chars += len(text) + 1
             n_inputs += inputs
             if n_bytes >= flush_at:
-                shard.write_encoded(pending)  # type: ignore[union-attr]
+                _write_checked(shard, pending, pending_from, source)  # type: ignore[arg-type]
                 seen.add(ids)
                 pending, ids, flush_at = [], [], n_bytes + _FLUSH_BYTES
+                pending_from = ids_from = line + 1
+        if shard is None:
+            raise empty_input_error(source)
+        _write_checked(shard, pending, pending_from, source)
     except RequestValidationError as exc:
+        # The unchecked lines come before this problem: an integer there is found first.
+        error = _long_integer_error(pending, pending_from, source) or exc
+        if error.line is not None:
+            del ids[error.line - ids_from + 1 :]
         seen.add(ids)
-        seen.raise_first_problem(exc)
-        raise
-    if shard is None:
-        raise empty_input_error(source)
-    shard.write_encoded(pending)
+        seen.raise_first_problem(error)
+        raise error from None
     shard.n_requests, shard.n_bytes = n_requests, n_bytes
     shard.n_chars, shard.n_inputs = n_chars, n_inputs
     seen.add(ids)

@@ -3,6 +3,7 @@
 # Dagster reads `context: dg.AssetExecutionContext` at definition time, so annotations stay
 # evaluated here (no `from __future__ import annotations`).
 
+import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from batch_assets.core.atomic import write_parquet
 from batch_assets.core.batch_client import TERMINAL_STATUSES, BatchClient
 from batch_assets.core.costs import estimate_cost_usd
 from batch_assets.core.output_parsing import RESULT_SCHEMA, empty_results, parse_batch_file
-from batch_assets.core.records import BatchResult, Submission
+from batch_assets.core.records import BatchResult, Submission, SubmittedBatch
 from batch_assets.core.retry_policy import merge_attempts, retryable
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.retries import (
@@ -29,20 +30,41 @@ from batch_assets.pipeline.sensor import hit_token_limit
 from batch_assets.pipeline.spec import PipelineSpec
 
 NOT_RETURNED_CODE = "not_returned"
+_REQUESTED_SCHEMA = {"custom_id": pl.String, "batch_id": pl.String}
 PREVIEW_ROWS = 5
+
+
+def _shard_ids(batch: SubmittedBatch) -> pl.LazyFrame:
+    """The custom_ids of one shard file, with its batch id."""
+    return (
+        pl.scan_ndjson(batch.shard_path, schema={"custom_id": pl.String})
+        .select("custom_id")
+        .with_columns(batch_id=pl.lit(batch.batch_id))
+    )
+
+
+def _shard_ids_line_by_line(batch: SubmittedBatch) -> pl.DataFrame:
+    """`_shard_ids` with `json`, for a shard polars cannot read (an integer beyond 128 bits,
+    which JSON and the Batch API allow)."""
+    with batch.shard_path.open("rb") as lines:
+        ids = [json.loads(line)["custom_id"] for line in lines if line.strip()]
+    return pl.DataFrame({"custom_id": ids, "batch_id": batch.batch_id}, schema=_REQUESTED_SCHEMA)
 
 
 def requested_ids(submission: Submission) -> pl.DataFrame:
     """Every custom_id submitted, with the batch it went to."""
-    frames = [
-        pl.scan_ndjson(batch.shard_path, schema={"custom_id": pl.String})
-        .select("custom_id")
-        .with_columns(batch_id=pl.lit(batch.batch_id))
-        for batch in submission.batches
-    ]
-    if not frames:
-        return pl.DataFrame(schema={"custom_id": pl.String, "batch_id": pl.String})
-    return pl.concat(frames).collect()
+    if not submission.batches:
+        return pl.DataFrame(schema=_REQUESTED_SCHEMA)
+    try:
+        return pl.concat([_shard_ids(batch) for batch in submission.batches]).collect()
+    except pl.exceptions.ComputeError:
+        frames = []
+        for batch in submission.batches:
+            try:
+                frames.append(_shard_ids(batch).collect())
+            except pl.exceptions.ComputeError:
+                frames.append(_shard_ids_line_by_line(batch))
+        return pl.concat(frames)
 
 
 def _download(client: BatchClient, file_id: str, destination: Path) -> Path:

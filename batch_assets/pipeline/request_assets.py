@@ -18,6 +18,7 @@ from batch_assets.core.sharding import (
     shard_request_frame,
     shard_requests,
 )
+from batch_assets.pipeline.results_asset import clash_message, clashing_columns
 from batch_assets.pipeline.sources import DataFrameSource, IteratorSource, JsonlFileSource
 from batch_assets.pipeline.spec import PipelineSpec
 
@@ -89,6 +90,14 @@ def _build_shards(
     try:
         if isinstance(source, DataFrameSource):
             assert frame is not None
+            clash = clashing_columns(frame.columns, source.template)
+            if clash:
+                raise dg.Failure(
+                    description="The rows cannot be joined with their results, nothing "
+                    f"uploaded: {clash_message(clash)}",
+                    metadata={"columns": dg.MetadataValue.json(clash)},
+                    allow_retries=False,
+                )
             shards = shard_request_frame(
                 render_requests(frame, source.template),
                 out_dir,

@@ -1,24 +1,84 @@
-"""`<name>_results`: the input rows joined with their answers by custom_id."""
+"""`<name>_results`: the input rows joined with their answers by custom_id.
+
+Input columns named like a result column (`answer`, `model`, `status_code`, ...) are refused, when
+the requests are built and again at the join, rather than renamed: the results table keeps one
+schema, `answer` is always the batch's answer, and no renaming rule can collide in its turn.
+"""
 
 # Dagster reads `context: dg.AssetExecutionContext` at definition time, so annotations stay
 # evaluated here (no `from __future__ import annotations`).
 
+from collections.abc import Sequence
+
 import dagster as dg
 import polars as pl
 
-from batch_assets.core.output_parsing import decode_json_answers
+from batch_assets.core.output_parsing import JSON_ANSWER_COLUMN, RESULT_SCHEMA, decode_json_answers
 from batch_assets.core.records import BatchResult
+from batch_assets.core.request_template import RequestTemplate
+from batch_assets.core.retry_policy import ATTEMPTS_COLUMN
 from batch_assets.pipeline.sources import DataFrameSource
 from batch_assets.pipeline.spec import PipelineSpec
 
+JOIN_KEY = "__custom_id"
+ANSWERED_STATUS = 200
+
+
+def result_columns(template: RequestTemplate) -> list[str]:
+    """The columns the results join adds to the input rows."""
+    columns = [name for name in RESULT_SCHEMA if name != "custom_id"] + [ATTEMPTS_COLUMN]
+    if template.response_format is not None:
+        columns.append(JSON_ANSWER_COLUMN)
+    return columns
+
+
+def clashing_columns(columns: Sequence[str], template: RequestTemplate) -> list[str]:
+    """The input columns named like a column the results join adds."""
+    added = set(result_columns(template))
+    return [name for name in columns if name in added]
+
+
+def clash_message(clash: Sequence[str]) -> str:
+    """What to tell the user about input columns named like result columns."""
+    names = ", ".join(map(repr, clash))
+    return (
+        f"the input DataFrame has column(s) {names}, which the results join adds from the "
+        f"batch's answers; rename them upstream (say {clash[0]!r} to '{clash[0]}_input')"
+    )
+
 
 def join_results(frame: pl.DataFrame, id_column: str, returned: pl.DataFrame) -> pl.DataFrame:
-    """Every input row once, with its answer or its error; joined by custom_id, never position."""
+    """Every input row once, with its answer or its error; joined by custom_id, never position.
+
+    The caller makes sure no input column is named like a result column (`clashing_columns`).
+    """
+    key = JOIN_KEY
+    while key in frame.columns:  # never overwrite an input column
+        key = f"_{key}"
     return (
-        frame.with_columns(pl.col(id_column).cast(pl.String).alias("__custom_id"))
-        .join(returned, left_on="__custom_id", right_on="custom_id", how="left", suffix="_batch")
-        .drop("__custom_id")
+        frame.with_columns(pl.col(id_column).cast(pl.String).alias(key))
+        .join(
+            returned.rename({"custom_id": key}),
+            on=key,
+            how="left",
+            maintain_order="left",
+        )
+        .drop(key)
     )
+
+
+def results_metadata(joined: pl.DataFrame) -> dict[str, dg.MetadataValue]:
+    """Row counts for the UI: every row, the answered (HTTP 200) and the failed ones."""
+    status = joined["status_code"]
+    answered = int((status == ANSWERED_STATUS).sum())
+    failed = int((status.is_not_null() & (status != ANSWERED_STATUS)).sum())
+    failed += int((status.is_null() & joined["error_code"].is_not_null()).sum())
+    return {
+        "row_count": dg.MetadataValue.int(joined.height),
+        "answered_rows": dg.MetadataValue.int(answered),
+        "error_rows": dg.MetadataValue.int(failed),
+        "rows_without_result": dg.MetadataValue.int(joined.height - answered - failed),
+    }
 
 
 def build_results_asset(spec: PipelineSpec, source: DataFrameSource) -> dg.AssetsDefinition:
@@ -34,24 +94,25 @@ def build_results_asset(spec: PipelineSpec, source: DataFrameSource) -> dg.Asset
         tags=spec.tags(spec.download_role),
         description=f"The rows of {source.upstream_key.to_user_string()} joined with their "
         f"answers and errors by '{id_column}' = custom_id; JSON-schema answers decoded into "
-        "`answer_json`.",
+        f"`{JSON_ANSWER_COLUMN}`.",
     )
     def results(
         context: dg.AssetExecutionContext, frame: pl.DataFrame, result: BatchResult
     ) -> dg.Output[pl.DataFrame]:
+        clash = clashing_columns(frame.columns, source.template)
+        if clash:
+            raise dg.Failure(
+                description=f"Cannot join the results: {clash_message(clash)}. The answers "
+                f"are kept in {result.output_table} and {result.errors_table}.",
+                metadata={"columns": dg.MetadataValue.json(clash)},
+                allow_retries=False,
+            )
         returned = pl.concat(
             [pl.read_parquet(result.output_table), pl.read_parquet(result.errors_table)]
         )
         if source.template.response_format is not None:
             returned = decode_json_answers(returned, schema=source.template.response_format)
         joined = join_results(frame, id_column, returned)
-        answered = joined.filter(pl.col("answer").is_not_null()).height
-        return dg.Output(
-            joined,
-            metadata={
-                "row_count": dg.MetadataValue.int(joined.height),
-                "answered_rows": dg.MetadataValue.int(answered),
-            },
-        )
+        return dg.Output(joined, metadata=results_metadata(joined))
 
     return results

@@ -215,7 +215,8 @@ def test_custom_ids_must_be_present_and_unique(ids: list[str | None], words: str
         ({"params": {"model": "other"}}, "params may not set model"),
         ({"params": {"messages": []}}, "params may not set messages"),
         ({"params": {"response_format": {}}}, "response_format"),
-        ({"params": {"t": float("nan")}}, "must be JSON"),
+        ({"params": {"t": float("nan")}}, "field 'body.t': nan is not a JSON number"),
+        ({"params": {"t": {1, 2}}}, "must be JSON"),
         ({"response_format": {"type": "json_schema", "json_schema": {}}}, "JSON schema itself"),
     ],
 )

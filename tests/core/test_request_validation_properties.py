@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +74,39 @@ def _unicode(text: str) -> bool:
     return not any("\ud800" <= char <= "\udfff" for char in text)
 
 
+def reference_unreadable(value: Any, path: str | None = None) -> tuple[str | None] | None:
+    """(JSON path,) of the first value the Batch API cannot parse, in document order: a number
+    that is not a finite double, a string or key with a lone surrogate; else None."""
+    if isinstance(value, str):
+        return None if _unicode(value) else (path,)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            return (path,)
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path,)
+    children: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if not _unicode(key):
+                return (path,)
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                children.append((f"{path}.{key}" if path else key, child))
+            else:
+                children.append((f"{path or ''}[{json.dumps(key)}]", child))
+    elif isinstance(value, list):
+        children = [(f"{path or ''}[{index}]", child) for index, child in enumerate(value)]
+    for child_path, child in children:
+        found = reference_unreadable(child, child_path)
+        if found is not None:
+            return found
+    return None
+
+
 def reference_object_problem(
     obj: Any, endpoint: str, limits: BatchLimits
 ) -> tuple[str | None, str] | int:
@@ -139,6 +174,9 @@ def reference(
         found = reference_object_problem(obj, endpoint, limits)
         if isinstance(found, tuple):
             return Problem(number, *found)
+        unreadable = reference_unreadable(obj)
+        if unreadable is not None:
+            return Problem(number, *unreadable, "invalid_json_line")
         if obj["custom_id"] in seen:
             return Problem(number, "custom_id", "duplicate_custom_id")
         seen.add(obj["custom_id"])
@@ -151,8 +189,28 @@ def reference(
     return len(raws), n_bytes, models, inputs
 
 
-FAULTS = ["none"] * 6 + [*WRONG, "delete", "repeat", "text", "text"]
-TRAPS = ["none", "twice", "escape", "model", "custom_id", "pad"]  # where polars and json differ
+FAULTS = ["none"] * 6 + [*WRONG, "delete", "repeat", "text", "text", "unreadable"]
+# JSON text Python reads but the Batch API does not (and some it does, at the edges).
+UNREADABLE_TOKENS = st.sampled_from(
+    [
+        "1e400",
+        "-1e400",
+        "1.7976931348623159e308",
+        "1.7976931348623157e308",
+        "1" * 309,
+        "-" + "9" * 320,
+        str(2**1024 - 2**970),
+        str(2**1024 - 2**971),
+        str(2**200),
+        '"\\ud800"',
+        '"x\\udc00"',
+        '"\\ud83d\\ude00"',
+        '{"\\udbff": 1}',
+    ]
+)
+PLACEHOLDER = "@unreadable@"
+# Where polars and json differ.
+TRAPS = ["none", "twice", "escape", "model", "custom_id", "pad", "unreadable"]
 EDITS = ["cut", "blank", "twice", "escape", "nan", "bom", "latin1", "pad"]
 
 
@@ -205,6 +263,9 @@ def request_lines(draw: st.DrawFn, endpoint: str, faults: list[str] = FAULTS) ->
         fault = draw(st.sampled_from(faults))
         edit = fault if fault in EDITS else draw(st.sampled_from(EDITS))
         break_request(draw, request, fault, index, WRONG)
+        if fault == "unreadable":
+            where = [PLACEHOLDER, [1, PLACEHOLDER], {"a": PLACEHOLDER}]
+            body[draw(TEXT)] = draw(st.sampled_from(where))
         keys = draw(st.permutations(list(request)))
         text = json.dumps(
             {key: request[key] for key in keys},
@@ -228,6 +289,7 @@ def request_lines(draw: st.DrawFn, endpoint: str, faults: list[str] = FAULTS) ->
                 text = "\ufeff" + text
             elif edit == "pad":
                 text = " \t" + text + "  "
+        text = text.replace(json.dumps(PLACEHOLDER), draw(UNREADABLE_TOKENS))
         raw = text.encode("utf-8", "surrogatepass")
         if (fault == "text" or fault in EDITS) and edit == "latin1":
             raw = raw.replace(b'"', b'"\xe9', 1)

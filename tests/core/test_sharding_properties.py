@@ -20,6 +20,7 @@ from tests.core.test_request_validation_properties import (
     TEXT,
     break_request,
     reference_object_problem,
+    reference_unreadable,
     request_body,
 )
 
@@ -27,6 +28,10 @@ CHAT = "/v1/chat/completions"
 SETTINGS = property_settings(60)
 # Values a dict may hold that JSON cannot, and wrong values for the watched fields.
 UNWRITABLE = st.sampled_from([float("nan"), float("inf"), {1, 2}, b"bytes", object(), "\ud800"])
+# Integers just beyond a double, at its edge, and well within it; a key with a lone surrogate.
+NUMBERS = st.sampled_from(
+    [10**400, -(2**1024), 2**1024 - 2**970, 2**1024 - 2**971, 2**200, 10**5000, {"\udc00": 1}]
+)
 WRONG = {
     "custom_id": st.sampled_from([5, True, None, "", b"id", "\udc00", ["a"]]),
     "method": st.sampled_from(["GET", None, b"POST"]),
@@ -40,7 +45,7 @@ WRONG = {
 def requests(draw: st.DrawFn, endpoint: str) -> list[Any]:
     """Request dicts: mostly valid (several models, non-ASCII ids), some broken or unwritable."""
     out: list[Any] = []
-    faults = ["none"] * 8 + [*WRONG, "delete", "repeat", "unwritable", "type"]
+    faults = ["none"] * 8 + [*WRONG, "delete", "repeat", "unwritable", "unreadable", "type"]
     faults = draw(st.sampled_from([["none"], faults]))  # half the time, every request is valid
     for index in range(draw(st.integers(0, 14))):
         body = request_body(draw, endpoint, ["m1", "m2", "日本", 'm\\"'])
@@ -56,6 +61,8 @@ def requests(draw: st.DrawFn, endpoint: str) -> list[Any]:
         break_request(draw, request, fault, index, WRONG)
         if fault == "unwritable":
             body["extra"] = draw(UNWRITABLE)
+        elif fault == "unreadable":
+            body["extra"] = draw(st.sampled_from([[1, draw(NUMBERS)], {"a b": draw(NUMBERS)}]))
         elif fault == "type":
             out.append(draw(st.sampled_from([[request], "request", None, 5])))
             continue
@@ -76,6 +83,9 @@ def expected_shards(
             return number, *found
         if item["custom_id"] in seen:
             return number, "custom_id", "duplicate_custom_id"
+        unreadable = reference_unreadable(item)
+        if unreadable is not None:
+            return number, *unreadable, "invalid_json_line"
         try:
             line = json.dumps(item, ensure_ascii=False, allow_nan=False)
             size = len(line.encode()) + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -33,6 +34,11 @@ def good(count: int = 2) -> bytes:
     return b"".join(line(chat_request(f"r{i}")) for i in range(count))
 
 
+def with_raw(name: str, value: str) -> bytes:
+    """A request line whose body holds `name` written as the JSON text `value`."""
+    return line(chat_request("r9")).replace(b'"body": {', f'"body": {{"{name}": {value}, '.encode())
+
+
 def without(key: str) -> dict:
     """A request missing `key`."""
     request = chat_request("r9")
@@ -57,6 +63,20 @@ BAD_FILES: dict[str, tuple[bytes, int | None, str | None, str]] = {
         "/v1/chat/completions",
     ),
     "empty input": (b"", None, None, "empty"),
+    "number beyond a double": (
+        good() + with_raw("temperature", "1e400"),
+        3,
+        "body.temperature",
+        "beyond the range of a double",
+    ),
+    "negative number beyond a double": (
+        good() + with_raw("temperature", "-1e400"),
+        3,
+        "body.temperature",
+        "-1e400",
+    ),
+    "integer beyond a double": (good() + with_raw("seed", "9" * 400), 3, "body.seed", "double"),
+    "lone surrogate": (good() + with_raw("stop", '["\\udc00"]'), 3, "body.stop[0]", "surrogate"),
 }
 
 
@@ -110,11 +130,36 @@ def test_bad_file_fails_before_upload_and_keeps_previous_files(
         assert_no_half_written_file(tmp_path / "gen")
 
 
-def test_an_iterator_that_yields_a_bad_request_names_it(api: LocalBatchAPI, tmp_path: Path) -> None:
+def _request_with(path: str, value: object) -> dict[str, Any]:
+    """A chat request with the value at `path` ("body", "body.seed", "body.messages[0].content")."""
+    request = chat_request("r999")
+    if path == "body":
+        request["body"] = value
+    elif path == "body.messages[0].content":
+        request["body"]["messages"][0]["content"] = value
+    else:
+        request["body"][path.removeprefix("body.")] = value
+    return request
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "words"),
+    [
+        ("not an object", "body", "expected an object"),
+        (10**400, "body.seed", "beyond the range of a double"),
+        (float("inf"), "body.temperature", "not a JSON number"),
+        ("\ud800", "body.messages[0].content", "surrogate"),
+    ],
+    ids=["body not an object", "10**400", "inf", "lone surrogate"],
+)
+def test_an_iterator_that_yields_a_bad_request_names_it(
+    api: LocalBatchAPI, tmp_path: Path, value: object, field: str, words: str
+) -> None:
     def requests() -> Iterator[object]:
         for i in range(120):
             yield chat_request(f"r{i}")
-        yield {**chat_request("r999"), "body": "not an object"}
+        yield _request_with(field, value)
+        yield chat_request("r1000")
 
     pipeline = build_batch_pipeline(
         NAME,
@@ -127,10 +172,31 @@ def test_an_iterator_that_yields_a_bad_request_names_it(api: LocalBatchAPI, tmp_
         failed = harness.materialize(SUBMIT, raise_on_error=False)
 
         message, metadata = _failure(failed)
-        assert "line 121" in message
-        assert metadata["field"] == "body"
+        assert "nothing uploaded" in message
+        assert "line 121" in message and words in message
+        assert metadata == {"line": 121, "field": field}
         assert api.admin("GET", "stats")["total"] == 0
         assert not [path for path in (tmp_path / "gen").rglob("*") if path.is_file()]
+
+
+def test_a_200_bit_integer_goes_through_and_its_answer_is_downloaded(
+    api: LocalBatchAPI, tmp_path: Path
+) -> None:
+    """Within a double, but beyond what polars reads: the download reads those ids itself."""
+    source = tmp_path / "requests.jsonl"
+    source.write_bytes(good(3) + with_raw("seed", str(2**200)))
+    with dg.instance_for_test() as instance:
+        harness = _harness(api, tmp_path, instance)
+        harness.materialize(SUBMIT)
+        result = harness.run_until_downloaded(f"{NAME}_output")
+
+        assert result.success
+        batch_result = result.output_for_node(f"{NAME}_download", f"{NAME}_output")
+        output = pl.read_parquet(batch_result.output_table)
+        errors = pl.read_parquet(batch_result.errors_table)
+        returned = output["custom_id"].to_list() + errors["custom_id"].to_list()
+        assert sorted(returned) == ["r0", "r1", "r2", "r9"]
+        assert "not_returned" not in errors["error_code"].to_list()
 
 
 def test_crlf_mixed_models_and_path_like_custom_ids_go_through(

@@ -221,6 +221,9 @@ def test_each_template_endpoint_gives_typed_answers(
         joined = harness.run_requested(harness.tick_until_run_requested()).output_for_node(
             "typed_results"
         )
+        metadata = harness.latest_metadata("typed_results")
+
+    assert (metadata["row_count"], metadata["answered_rows"], metadata["error_rows"]) == (3, 3, 0)
 
     assert joined["review_id"].to_list() == [1, 2, 3]
     assert joined["status_code"].to_list() == [200, 200, 200]
@@ -242,11 +245,92 @@ def test_results_carry_errors_for_failed_rows(api: LocalBatchAPI, tmp_path: Path
         harness.materialize(["tiny_reviews", "tiny_requests", "tiny_batch"])
         joined = harness.run_until_downloaded("tiny_output").output_for_node("tiny_results")
 
+        metadata = harness.latest_metadata("tiny_results")
+
     assert joined.height == ROWS
     failed = joined.filter(pl.col("status_code") == 500)
+    assert metadata["answered_rows"] == ROWS - failed.height
+    assert metadata["error_rows"] == failed.height
     assert failed["attempts"].to_list() == [3] * failed.height
     assert 0 < failed.height < ROWS
     assert failed["answer"].null_count() == failed.height
     assert failed["error_type"].to_list() == ["server_error"] * failed.height
     succeeded = joined.filter(pl.col("status_code") == 200)
     assert succeeded["answer_json"].null_count() == 0
+
+
+def _reviews_with(columns: dict[str, list]) -> dg.AssetsDefinition:
+    @dg.asset(name="tiny_reviews")
+    def reviews() -> pl.DataFrame:
+        return tiny_reviews().with_columns(**{name: pl.Series(v) for name, v in columns.items()})
+
+    return reviews
+
+
+def test_input_columns_named_like_result_columns_fail_before_upload(
+    api: LocalBatchAPI, tmp_path: Path
+) -> None:
+    reviews = _reviews_with({"answer": ["mine"] * ROWS, "model": ["X1"] * ROWS})
+    with dg.instance_for_test() as instance:
+        harness = Harness(make_defs(_pipeline(tmp_path), api, [reviews]), instance)
+        result = harness.materialize(ALL_KEYS[:3], raise_on_error=False)
+
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
+        assert "nothing uploaded" in failure.error.message
+        assert "'answer', 'model'" in failure.error.message
+        columns = failure.user_failure_data.metadata["columns"].value
+        assert columns == ["answer", "model"]
+        assert api.admin("GET", "stats")["total"] == 0
+        assert instance.get_latest_materialization_event(dg.AssetKey("tiny_batch")) is None
+
+
+def test_an_answer_column_added_upstream_after_submission_keeps_the_answers(
+    api: LocalBatchAPI, tmp_path: Path
+) -> None:
+    """The results join refuses the clash too, and the batch's answers stay in the output."""
+    later = _reviews_with({"answer": ["mine"] * ROWS})
+    with dg.instance_for_test() as instance:
+        harness = Harness(make_defs(_pipeline(tmp_path), api, [tiny_reviews]), instance)
+        harness.materialize(ALL_KEYS[:3])
+        harness.defs = make_defs(_pipeline(tmp_path), api, [later])
+        harness.materialize(["tiny_reviews"])
+
+        result = harness.run_requested(harness.tick_until_run_requested())
+
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert failure.step_key == "tiny_results"
+        assert "Cannot join the results" in failure.step_failure_data.error.message
+        assert "'answer'" in failure.step_failure_data.error.message
+        output = pl.read_parquet(harness.latest_metadata("tiny_output")["output_table"])
+        assert output.height == ROWS and output["answer"].null_count() == 0
+        assert instance.get_latest_materialization_event(dg.AssetKey("tiny_results")) is None
+
+
+def test_template_params_beyond_a_double_fail_before_upload(
+    api: LocalBatchAPI, tmp_path: Path
+) -> None:
+    """Params are checked when the template is made, and again when the rows are rendered."""
+    params: dict = {"temperature": 0.2}
+    template = RequestTemplate(
+        endpoint="/v1/chat/completions",
+        model="gpt-4o-mini",
+        user_template="{text}",
+        params=params,
+        custom_id_column="review_id",
+    )
+    params["seed"] = 10**400
+    pipeline = build_batch_pipeline(
+        "tiny",
+        DataFrameSource(upstream="tiny_reviews", template=template),
+        storage_dir=tmp_path / "generated",
+    )
+    with dg.instance_for_test() as instance:
+        harness = Harness(make_defs(pipeline, api, [tiny_reviews]), instance)
+        result = harness.materialize(ALL_KEYS[:3], raise_on_error=False)
+
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        message = failure.step_failure_data.error.message
+        assert "nothing uploaded" in message and "field 'body.seed'" in message
+        assert api.admin("GET", "stats")["total"] == 0
+        assert not list((tmp_path / "generated").rglob("*.jsonl"))
