@@ -57,14 +57,8 @@ def requested_ids(submission: Submission) -> pl.DataFrame:
         return pl.DataFrame(schema=_REQUESTED_SCHEMA)
     try:
         return pl.concat([_shard_ids(batch) for batch in submission.batches]).collect()
-    except pl.exceptions.ComputeError:
-        frames = []
-        for batch in submission.batches:
-            try:
-                frames.append(_shard_ids(batch).collect())
-            except pl.exceptions.ComputeError:
-                frames.append(_shard_ids_line_by_line(batch))
-        return pl.concat(frames)
+    except pl.exceptions.ComputeError:  # a shard holds an integer polars cannot read
+        return pl.concat([_shard_ids_line_by_line(batch) for batch in submission.batches])
 
 
 def _download(client: BatchClient, file_id: str, destination: Path) -> Path:
