@@ -7,6 +7,7 @@ import math
 import random
 import re
 import re._parser as _re_parser  # private but stable in 3.11+; used to walk `pattern` regexes
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,10 +20,12 @@ from typing import Any
 __all__ = [
     "MAX_ANSWER_CHARS",
     "MAX_BUILD_STEPS",
+    "MAX_PATTERN_CHARS",
     "MAX_SCHEMA_DEPTH",
-    "PATTERN_STEPS",
+    "DeadlinePassed",
     "GenerationBudget",
     "SchemaRefused",
+    "fits_double",
     "instance_for",
 ]
 
@@ -30,15 +33,23 @@ Schema = dict[str, Any]
 
 # 128,000 tokens (the most any OpenAI model writes in one answer) at 4 characters a token.
 MAX_ANSWER_CHARS = 512_000
-# Values built (and schema nodes weighed) per request: about a second of work at most.
+# Values built, schema nodes weighed and regex items emitted per request (all its strings and
+# choices together): about a second of work at most.
 MAX_BUILD_STEPS = 100_000
 # Deeper than this the builder refuses: OpenAI itself allows 10 levels of nesting.
 MAX_SCHEMA_DEPTH = 64
-# Regex items emitted per `pattern` string, over all its attempts.
-PATTERN_STEPS = 100_000
-# Rough work `re.search` may do to check one generated string (backtracking steps).
+# Longest `pattern` the builder parses; longer ones are refused before any regex work.
+MAX_PATTERN_CHARS = 1_000
+# Rough work `re.search` may do to check one generated string (backtracking steps), and how
+# much of that work costs one build step.
 _PATTERN_CHECK_COST = 10**8
+_CHECK_WORK_PER_STEP = _PATTERN_CHECK_COST // MAX_BUILD_STEPS
 _PATTERN_ATTEMPTS = 24
+# Parsed patterns kept (each holds its parsed and compiled forms).
+_PATTERN_CACHE_SIZE = 64
+# The deadline is read once per this many steps (a power of two: a mask picks the steps).
+_DEADLINE_EVERY = 1024
+_EXACT_DOUBLE_LIMIT = 2**53  # integers below this in size are doubles, no need to convert
 
 # Below this depth (or once a $ref repeats on the path) the builder goes minimal: it picks
 # null/non-recursive branches, only required properties and minItems-long arrays.
@@ -83,12 +94,17 @@ class SchemaRefused(ValueError):
     """A schema the builder will not answer: it has no finite instance, or it needs too much."""
 
 
+class DeadlinePassed(Exception):
+    """The request's deadline passed while its value was being built."""
+
+
 @dataclass
 class GenerationBudget:
     """What one request may still spend on built values; its choices share it."""
 
     chars: int = MAX_ANSWER_CHARS
     steps: int = MAX_BUILD_STEPS
+    deadline: float | None = None  # time.monotonic() past which building stops
     # the ref hops each $ref's minimal value needs, per schema (by id; the schema is kept alive)
     ref_ranks: dict[int, tuple[object, dict[str, float]]] = field(default_factory=dict)
 
@@ -109,6 +125,31 @@ def instance_for(
     builder = _Builder(schema, seed, budget or GenerationBudget(), truncate_after)
     builder.check_finite()
     return builder.build(schema, depth=0, refs=(), hint="")
+
+
+def fits_double(number: float) -> bool:
+    """Tell whether a JSON number can be read as a finite double (1e400 cannot)."""
+    if isinstance(number, float):
+        return math.isfinite(number)
+    if -_EXACT_DOUBLE_LIMIT < number < _EXACT_DOUBLE_LIMIT:
+        return True
+    try:
+        float(number)
+    except OverflowError:
+        return False
+    return True
+
+
+def _spend_steps(budget: GenerationBudget, count: int = 1) -> bool:
+    """Spend steps of a budget; False once none are left. Past its deadline, raise."""
+    budget.steps -= count
+    if (
+        budget.deadline is not None
+        and (count > 1 or not budget.steps & (_DEADLINE_EVERY - 1))
+        and time.monotonic() > budget.deadline
+    ):
+        raise DeadlinePassed
+    return budget.steps >= 0
 
 
 def _json_type(value: object) -> str:
@@ -298,8 +339,7 @@ class _Builder:
 
     def _step(self) -> None:
         """Spend one step of the budget, refusing the schema when none are left."""
-        self.budget.steps -= 1
-        if self.budget.steps < 0:
+        if not _spend_steps(self.budget):
             raise SchemaRefused(
                 f"building a value for it takes more than {MAX_BUILD_STEPS:,} steps "
                 f"(at {self.where()})"
@@ -683,7 +723,7 @@ class _Builder:
         pattern = schema.get("pattern")
         if isinstance(pattern, str):
             try:  # built whole (within the budget) so a cut answer starts as the whole one
-                made = _from_pattern(pattern, self.rng, low, high, self.budget.chars + 1)
+                made = _from_pattern(pattern, self.rng, (low, high), self.budget)
             except SchemaRefused as refused:
                 raise SchemaRefused(f"{refused} (at {self.where()})") from None
             if made is not None:
@@ -764,7 +804,7 @@ def _check_finite_numbers(schema: Schema) -> None:
     """Refuse numeric keywords that are not finite doubles (1e400 reads as infinity)."""
     for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
         value = schema.get(key)
-        if isinstance(value, float) and not math.isfinite(value):
+        if _is_number(value) and not fits_double(value):
             raise SchemaRefused(f"'{key}' must be a finite number that fits in a double")
 
 
@@ -863,7 +903,7 @@ class _TextFull(Exception):
 
 
 class _OutOfSteps(Exception):
-    """A pattern used up its emission steps."""
+    """The request's budget ran out of steps while a pattern was emitted or checked."""
 
 
 @dataclass(frozen=True)
@@ -881,18 +921,27 @@ class _Shape:
 
     degree: int = 0  # variable-count repeats (and alternations) one after another
     nested: bool = False  # a variable-count repeat of something variable
-    unbuilt: bool = False  # a lookaround, backreference or word boundary: text may not match
+    unbuilt: bool = False  # a lookaround, backreference, boundary or inner anchor: may not match
 
 
 _REPEATS = (_re_parser.MAX_REPEAT, _re_parser.MIN_REPEAT, _re_parser.POSSESSIVE_REPEAT)
-_BOUNDARIES = (_re_parser.AT_BOUNDARY, _re_parser.AT_NON_BOUNDARY)
+_STARTS = (_re_parser.AT_BEGINNING, _re_parser.AT_BEGINNING_STRING)
+_ENDS = (_re_parser.AT_END, _re_parser.AT_END_STRING)
 _DEGREE_CAP = 1000
 
 
-def _shape(items: list[tuple[object, object]]) -> _Shape:
-    """Measure a parsed regex sequence (see _Shape)."""
+def _shape(
+    items: list[tuple[object, object]], at_start: bool = False, at_end: bool = False
+) -> _Shape:
+    """Measure a parsed regex sequence (see _Shape); `at_start`/`at_end`: it begins/ends the regex.
+
+    An anchor is built (emits nothing and holds) only at the very start (^, \\A) or the very end
+    ($, \\Z) of the regex, possibly inside groups or alternatives there; anywhere else it may fail.
+    """
     degree, nested, unbuilt = 0, False, False
-    for op, arg in items:
+    last = len(items) - 1
+    for index, (op, arg) in enumerate(items):
+        first_here, last_here = at_start and index == 0, at_end and index == last
         parts: list[_Shape] = []
         if op in _REPEATS:
             low, high, sub = arg
@@ -904,14 +953,12 @@ def _shape(items: list[tuple[object, object]]) -> _Shape:
                 degree += 1 + inner.degree
                 nested = nested or inner.degree > 0
         elif op == _re_parser.BRANCH:
-            alternatives = [_shape(list(a)) for a in arg[1]]
+            alternatives = [_shape(list(a), first_here, last_here) for a in arg[1]]
             parts.extend(alternatives)
             degree += 1 + max(a.degree for a in alternatives)
-        elif op == _re_parser.SUBPATTERN:
-            parts.append(_shape(list(arg[3])))
-            degree += parts[-1].degree
-        elif op == _re_parser.ATOMIC_GROUP:
-            parts.append(_shape(list(arg)))
+        elif op in (_re_parser.SUBPATTERN, _re_parser.ATOMIC_GROUP):
+            sub = arg[3] if op == _re_parser.SUBPATTERN else arg
+            parts.append(_shape(list(sub), first_here, last_here))
             degree += parts[-1].degree
         elif op in (_re_parser.ASSERT, _re_parser.ASSERT_NOT):
             parts.append(_shape(list(arg[1])))
@@ -921,65 +968,89 @@ def _shape(items: list[tuple[object, object]]) -> _Shape:
             parts.extend(_shape(list(b)) for b in arg[1:] if b is not None)
             degree += max((p.degree for p in parts), default=0)
             unbuilt = True
-        elif op == _re_parser.GROUPREF or (op == _re_parser.AT and arg in _BOUNDARIES):
+        elif op == _re_parser.GROUPREF:
             unbuilt = True
+        elif op == _re_parser.AT:
+            in_place = (arg in _STARTS and first_here) or (arg in _ENDS and last_here)
+            unbuilt = unbuilt or not in_place
         nested = nested or any(p.nested for p in parts)
         unbuilt = unbuilt or any(p.unbuilt for p in parts)
         degree = min(degree, _DEGREE_CAP)
     return _Shape(degree, nested, unbuilt)
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=_PATTERN_CACHE_SIZE)
 def _pattern_plan(pattern: str) -> _PatternPlan | str | None:
     """Parse and weigh a pattern once: a plan, a refusal (str), or None if it is no regex."""
     try:
         parsed = list(_re_parser.parse(pattern))
         compiled = re.compile(pattern)
-        shape = _shape(parsed)
+        shape = _shape(parsed, at_start=True, at_end=True)
     except (re.error, RecursionError, OverflowError, ValueError):
         return None
-    if not shape.unbuilt:
-        return _PatternPlan(parsed, compiled, None)  # built text matches: checking it is quick
-    if shape.nested:
+    if shape.unbuilt and shape.nested:
         return (
             f"'pattern' {pattern[:64]!r} cannot be generated within bounds: it repeats a "
-            "repetition (or alternation) and also has a lookaround, backreference or word "
-            "boundary, so checking a generated string could take exponential time"
+            "repetition (or alternation) and also has a lookaround, backreference, word "
+            "boundary or an anchor inside it, so checking a generated string could take "
+            "exponential time"
         )
+    if not (shape.unbuilt or shape.nested):
+        return _PatternPlan(parsed, compiled, None)  # built text matches: checking it is quick
+    # a failed check backtracks through every split of the text among the repeats
     limit = int(_PATTERN_CHECK_COST ** (1 / (shape.degree + 2)))
     return _PatternPlan(parsed, compiled, max(limit, 1))
 
 
 def _from_pattern(
-    pattern: str, rng: random.Random, low: int, high: int | None, limit: int
+    pattern: str, rng: random.Random, lengths: tuple[int, int | None], budget: GenerationBudget
 ) -> str | None:
-    """Generate a string that `re.search(pattern)` accepts, within the length limits if possible.
+    """Generate a string that `re.search(pattern)` accepts, within `lengths` if possible.
 
-    Strings are at most `limit` characters (a longer one comes back cut to `limit`, for the
-    caller to cut or refuse the answer); a pattern too costly to generate raises SchemaRefused.
+    Strings are at most as long as the characters left in the budget (a longer one comes back
+    cut, for the caller to cut or refuse the answer). Emitting and checking spend the budget's
+    steps; a pattern too long or too costly to generate raises SchemaRefused.
     """
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise SchemaRefused(
+            f"'pattern' is {len(pattern):,} characters long, more than the "
+            f"{MAX_PATTERN_CHARS:,} the local models accept"
+        )
     plan = _pattern_plan(pattern)
     if plan is None:
         return None
     if isinstance(plan, str):
         raise SchemaRefused(plan)
-    emitter = _Emitter(rng, limit)
+    try:
+        return _attempts(plan, rng, lengths, budget)
+    except _OutOfSteps:
+        raise SchemaRefused(
+            f"'pattern' {pattern[:64]!r} needs more than the {MAX_BUILD_STEPS:,} steps a "
+            "request may spend on its values"
+        ) from None
+
+
+def _attempts(
+    plan: _PatternPlan,
+    rng: random.Random,
+    lengths: tuple[int, int | None],
+    budget: GenerationBudget,
+) -> str | None:
+    """Emit and check strings for a plan until one fits `lengths` (else one that matches)."""
+    low, high = lengths
+    emitter = _Emitter(rng, budget.chars + 1, budget)
     matching: str | None = None
     for _ in range(_PATTERN_ATTEMPTS):
         try:
             text = emitter.emit(plan.parsed)
         except _TextFull as full:
             return full.text
-        except _OutOfSteps:
-            if matching is not None:
-                return matching
-            raise SchemaRefused(
-                f"'pattern' {pattern[:64]!r} needs more than {PATTERN_STEPS:,} steps to generate"
-            ) from None
         except (RecursionError, ValueError):
             return None
         if plan.check_limit is not None and len(text) > plan.check_limit:
             continue
+        if not _spend_steps(budget, len(text) + 1):  # the check reads the text at least once
+            raise _OutOfSteps
         if not plan.compiled.search(text):
             continue
         if len(text) >= low and (high is None or len(text) <= high):
@@ -989,13 +1060,13 @@ def _from_pattern(
 
 
 class _Emitter:
-    """Writes text for a parsed regex, within a length limit and a step budget."""
+    """Writes text for a parsed regex, within a length limit, spending the request's steps."""
 
-    def __init__(self, rng: random.Random, limit: int) -> None:
-        """Share one random stream and one step budget across attempts."""
+    def __init__(self, rng: random.Random, limit: int, budget: GenerationBudget) -> None:
+        """Share one random stream and the request's budget across attempts."""
         self.rng = rng
         self.limit = limit
-        self.steps = PATTERN_STEPS
+        self.budget = budget
         self.parts: list[str] = []
         self.size = 0
         self.groups: dict[int, str] = {}
@@ -1014,9 +1085,8 @@ class _Emitter:
             raise _TextFull("".join(self.parts)[: self.limit])
 
     def _step(self) -> None:
-        """Spend one emission step."""
-        self.steps -= 1
-        if self.steps < 0:
+        """Spend one step of the request's budget."""
+        if not _spend_steps(self.budget):
             raise _OutOfSteps
 
     def _sequence(self, items: list[tuple[object, object]]) -> None:
@@ -1068,10 +1138,10 @@ def _pick_in(items: list[tuple[object, object]], rng: random.Random) -> str:
     """Pick one character from a parsed character class."""
     if items and items[0][0] == _re_parser.NEGATE:
         rest = items[1:]
-        for candidate in "aZq0_-x .":
+        for candidate in "aZq0_-x .~":
             if not any(_class_has(candidate, op, arg) for op, arg in rest):
                 return candidate
-        return "~"
+        raise ValueError("no candidate character lies outside the negated class")
     op, arg = rng.choice(items)
     if op == _re_parser.LITERAL:
         return chr(arg)

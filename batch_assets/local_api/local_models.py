@@ -15,18 +15,23 @@ from typing import Any, NamedTuple
 from batch_assets.local_api import ids
 from batch_assets.local_api.errors import APIError
 from batch_assets.local_api.json_schema_instance import (
+    DeadlinePassed,
     GenerationBudget,
     SchemaRefused,
+    fits_double,
     instance_for,
 )
 
 __all__ = [
+    "BATCH_ANSWER_SECONDS",
     "MAX_BODY_DEPTH",
     "SUPPORTED_ENDPOINTS",
+    "AnswerTimedOut",
     "RequestRejected",
     "count_embedding_inputs",
     "count_tokens",
     "estimate_input_tokens",
+    "holds_lone_surrogate",
     "model_of",
     "respond",
 ]
@@ -61,7 +66,10 @@ MAX_BODY_DEPTH = 100
 _CUT_SLACK_CHARS = 64
 _SHOWN_PATH_PARTS = 8
 _ATOMS = frozenset({str, bool, type(None)})
-_EXACT_DOUBLE_LIMIT = 2**53  # integers below this in size are doubles, no need to convert
+# A batch request's answer stops this long after it starts (its work budget ends it far sooner).
+BATCH_ANSWER_SECONDS = 5.0
+# A UTF-16 surrogate on its own: JSON may escape one (\ud800) but it is no Unicode character.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _names(text: str) -> frozenset[str]:
@@ -173,8 +181,24 @@ class RequestRejected(APIError):
         super().__init__(status_code, message, type=type, param=param, code=code)
 
 
-def respond(endpoint: str, body: dict, *, created: int) -> dict:
-    """Answer one request body as the real endpoint would (200 body), or raise RequestRejected."""
+class AnswerTimedOut(RequestRejected):
+    """The answer was not built by its deadline (answered as HTTP 504)."""
+
+    def __init__(self) -> None:
+        """Say that the local model ran out of time."""
+        super().__init__(
+            "The local model did not answer within its time limit; the request timed out.",
+            code="timeout",
+            status_code=504,
+            type="server_error",
+        )
+
+
+def respond(endpoint: str, body: dict, *, created: int, deadline: float | None = None) -> dict:
+    """Answer one request body as the real endpoint would (200 body), or raise RequestRejected.
+
+    Past `deadline` (a time.monotonic() value) building the answer stops with AnswerTimedOut.
+    """
     handler = _HANDLERS.get(endpoint)
     if handler is None:
         raise RequestRejected(f"Invalid URL (POST {endpoint})", status_code=404)
@@ -183,9 +207,17 @@ def respond(endpoint: str, body: dict, *, created: int) -> dict:
             f"Invalid type for body: expected an object, but got {_describe(body)} instead.",
             code="invalid_type",
         )
-    _reject_unknown_parameters(endpoint, body)
     _check_body_values(body)
-    return handler(body, created)
+    _reject_unknown_parameters(endpoint, body)
+    try:
+        return handler(body, created, GenerationBudget(deadline=deadline))
+    except DeadlinePassed:
+        raise AnswerTimedOut from None
+
+
+def holds_lone_surrogate(text: str) -> bool:
+    """Tell whether a string holds a lone UTF-16 surrogate (which is not valid Unicode)."""
+    return not text.isascii() and _LONE_SURROGATE.search(text) is not None
 
 
 def count_tokens(text: str) -> int:
@@ -234,10 +266,11 @@ def count_embedding_inputs(body: dict) -> int:
 
 
 def _check_body_values(body: dict[str, Any]) -> None:
-    """Refuse a body nested deeper than MAX_BODY_DEPTH or holding a number outside a double.
+    """Refuse a body nested deeper than MAX_BODY_DEPTH, or holding a lone surrogate (in a string
+    or key) or a number outside a double.
 
-    One walk over the containers; containers of plain strings, booleans, nulls or integers are
-    passed at C speed, and a path is spelt out only for an error.
+    One walk over the containers; containers of plain ASCII strings, booleans, nulls or integers
+    are passed at C speed, and a path is spelt out only for an error.
     """
     stack: list[tuple[object, int, _Path]] = [(body, 1, None)]
     while stack:
@@ -250,41 +283,42 @@ def _check_body_values(body: dict[str, Any]) -> None:
                 code="invalid_value",
             )
         if type(value) is dict:
-            items: Iterable[Any] = value.values()
+            pairs: Iterable[tuple[Any, Any]] = value.items()
+            if not "".join(value).isascii():
+                _check_keys(value, path)
         elif _plain_list(value):
             continue
         else:
-            items = value
-        for item in items:
+            pairs = enumerate(value)
+        for key, item in pairs:
             kind = type(item)
-            if kind is dict or kind is list:
-                stack.append((item, depth + 1, (path, value, item)))
-            elif (kind is float or kind is int) and not _fits_double(item):
-                raise _outside_double(_param_path((path, value, item)), item)
+            if kind is str:
+                if holds_lone_surrogate(item):
+                    raise _lone_surrogate(_param_path((path, key)))
+            elif kind is dict or kind is list:
+                stack.append((item, depth + 1, (path, key)))
+            elif (kind is float or kind is int) and not fits_double(item):
+                raise _outside_double(_param_path((path, key)), item)
 
 
-_Path = tuple["_Path", object, object] | None  # (parent path, container, item): keys found late
+_Path = tuple["_Path", str | int] | None  # (parent path, key or index)
+
+
+def _check_keys(value: dict[str, Any], path: _Path) -> None:
+    """Refuse an object with a key that holds a lone surrogate, naming the key (escaped)."""
+    for key in value:
+        if holds_lone_surrogate(key):
+            raise _lone_surrogate(_param_path((path, key)))
 
 
 def _plain_list(values: list[Any]) -> bool:
-    """Tell whether a list holds only strings/booleans/nulls, or only integers within a double."""
+    """Tell whether a list holds only ASCII strings/booleans/nulls, or only integers in a double."""
     kinds = set(map(type, values))
+    if kinds == {str}:
+        return "".join(values).isascii()
     if kinds <= _ATOMS:
-        return True
-    return kinds == {int} and _fits_double(max(values)) and _fits_double(min(values))
-
-
-def _fits_double(number: float) -> bool:
-    """Tell whether a JSON number can be read as a finite double (1e400 cannot)."""
-    if isinstance(number, float):
-        return math.isfinite(number)
-    if -_EXACT_DOUBLE_LIMIT < number < _EXACT_DOUBLE_LIMIT:
-        return True
-    try:
-        float(number)
-    except OverflowError:
-        return False
-    return True
+        return str not in kinds
+    return kinds == {int} and fits_double(max(values)) and fits_double(min(values))
 
 
 def _outside_double(param: str, number: float) -> RequestRejected:
@@ -301,17 +335,33 @@ def _outside_double(param: str, number: float) -> RequestRejected:
     )
 
 
+def _lone_surrogate(param: str) -> RequestRejected:
+    """Build the rejection of a string or key holding a lone surrogate, naming where it is."""
+    return RequestRejected(
+        f"Invalid '{param}': the string holds a lone UTF-16 surrogate, which is not valid "
+        "Unicode. Expected a string of Unicode characters.",
+        param=param,
+        code="invalid_value",
+    )
+
+
 def _param_path(path: _Path) -> str:
-    """Write a body path as OpenAI names params: "messages[0].content" (long ones cut)."""
+    """Write a body path as OpenAI names params: "messages[0].content" (long ones cut).
+
+    Keys are cut to 64 characters and any lone surrogate in them is written as its escape.
+    """
     parts: list[str | int] = []
     while path is not None:
-        path, container, item = path
-        pairs = container.items() if isinstance(container, dict) else enumerate(container)
-        parts.append(next(key for key, value in pairs if value is item))
+        path, key = path
+        parts.append(key)
     parts.reverse()
     text = ""
     for part in parts[:_SHOWN_PATH_PARTS]:
-        text += f"[{part}]" if isinstance(part, int) else f".{part[:64]}" if text else part[:64]
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            name = _LONE_SURROGATE.sub(lambda found: f"\\u{ord(found[0]):04x}", part[:64])
+            text += f".{name}" if text else name
     return text + ("..." if len(parts) > _SHOWN_PATH_PARTS else "")
 
 
@@ -882,7 +932,7 @@ def _all_texts(items: list[Any]) -> list[str]:
     return texts
 
 
-def _chat(body: dict[str, Any], created: int) -> dict[str, Any]:
+def _chat(body: dict[str, Any], created: int, work: GenerationBudget) -> dict[str, Any]:
     """Answer /v1/chat/completions with a chat.completion object."""
     model = _require_model(body)
     messages = _check_messages(body)
@@ -924,8 +974,7 @@ def _chat(body: dict[str, Any], created: int) -> dict[str, Any]:
         "response_format.json_schema.schema",
         None,
     )
-    budget = GenerationBudget()
-    generation = _Generation(budget, _cut_room(visible_budget, body.get("stop")))
+    generation = _Generation(work, _cut_room(visible_budget, body.get("stop")))
     choices = []
     completion_tokens = 0
     for index in range(n):
@@ -937,7 +986,7 @@ def _chat(body: dict[str, Any], created: int) -> dict[str, Any]:
         }
         if forced is not None:
             name = forced.definition["name"]
-            arguments = _arguments(forced, _seed(answer_key, index), budget)
+            arguments = _arguments(forced, _seed(answer_key, index), work)
             message["tool_calls"] = [
                 {
                     "id": ids.tool_call_id(),
@@ -1006,7 +1055,7 @@ def _check_responses_input(body: dict[str, Any]) -> list[Any]:
     return value
 
 
-def _responses(body: dict[str, Any], created: int) -> dict[str, Any]:
+def _responses(body: dict[str, Any], created: int, work: GenerationBudget) -> dict[str, Any]:
     """Answer /v1/responses with a response object."""
     model = _require_model(body)
     items = _check_responses_input(body)
@@ -1038,10 +1087,9 @@ def _responses(body: dict[str, Any], created: int) -> dict[str, Any]:
     visible_budget = None if max_output_tokens is None else max_output_tokens - thinking
     answer_key = _digest(model, items, instructions, text_options, body.get("tools"))
     forced = _forced_function(body, nested=False)
-    budget = GenerationBudget()
     if forced is not None:
         name = forced.definition["name"]
-        arguments = _arguments(forced, _seed(answer_key, 0), budget)
+        arguments = _arguments(forced, _seed(answer_key, 0), work)
         item: dict[str, Any] = {
             "type": "function_call",
             "id": ids.response_item_id("fc"),
@@ -1058,7 +1106,7 @@ def _responses(body: dict[str, Any], created: int) -> dict[str, Any]:
             "text.format.schema",
             "invalid_json_schema",
         )
-        generation = _Generation(budget, _cut_room(visible_budget, None))
+        generation = _Generation(work, _cut_room(visible_budget, None))
         answer = _render(kind, schema, _last_user_text(items), (answer_key, 0), generation, site)
         text, cut = _clip(answer, visible_budget)
         item = {
@@ -1140,7 +1188,7 @@ def _check_prompts(body: dict[str, Any], key: str) -> list[str | list[int]]:
     return prompts
 
 
-def _completions(body: dict[str, Any], created: int) -> dict[str, Any]:
+def _completions(body: dict[str, Any], created: int, _budget: GenerationBudget) -> dict[str, Any]:
     """Answer /v1/completions with a text_completion object (one choice per prompt and n)."""
     model = _require_model(body)
     prompts = _check_prompts(body, "prompt")
@@ -1222,7 +1270,7 @@ def _embedding_bytes(model: str, item: str | list[int], size: int, dimensions: i
     return struct.pack(f"<{dimensions}f", *[v * scale for v in vector])
 
 
-def _embeddings(body: dict[str, Any], created: int) -> dict[str, Any]:
+def _embeddings(body: dict[str, Any], created: int, _budget: GenerationBudget) -> dict[str, Any]:
     """Answer /v1/embeddings with a list of embedding objects."""
     del created  # embeddings carry no timestamp
     model = _require_model(body)
@@ -1326,7 +1374,7 @@ def _moderation_result(model: str, texts: list[str], images: int) -> dict[str, A
     }
 
 
-def _moderations(body: dict[str, Any], created: int) -> dict[str, Any]:
+def _moderations(body: dict[str, Any], created: int, _budget: GenerationBudget) -> dict[str, Any]:
     """Answer /v1/moderations with one result per input."""
     del created  # moderations carry no timestamp
     model = body.get("model", DEFAULT_MODERATION_MODEL)
@@ -1352,7 +1400,7 @@ def _moderations(body: dict[str, Any], created: int) -> dict[str, Any]:
     }
 
 
-_HANDLERS: dict[str, Callable[[dict[str, Any], int], dict[str, Any]]] = {
+_HANDLERS: dict[str, Callable[[dict[str, Any], int, GenerationBudget], dict[str, Any]]] = {
     "/v1/responses": _responses,
     "/v1/chat/completions": _chat,
     "/v1/embeddings": _embeddings,

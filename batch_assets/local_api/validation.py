@@ -13,6 +13,7 @@ from batch_assets.local_api.errors import shown
 from batch_assets.local_api.local_models import (
     count_embedding_inputs,
     estimate_input_tokens,
+    holds_lone_surrogate,
     model_of,
 )
 
@@ -22,7 +23,6 @@ MAX_REPORTED_ERRORS = 100
 # A surrogate as a JSON escape or as raw bytes (which Python's reader lets through); only lines
 # holding one are searched for a lone surrogate.
 _MAY_HOLD_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -105,12 +105,16 @@ def describe_failure(exc: BaseException) -> str:
 
 
 def _holds_lone_surrogate(value: Any) -> bool:
-    """Whether a string or key anywhere in a parsed JSON value holds a lone UTF-16 surrogate."""
+    """Whether a string or key anywhere in a parsed JSON value holds a lone UTF-16 surrogate.
+
+    The rule is the local models' (`holds_lone_surrogate`); this walk covers the whole line and,
+    unlike their body check, leaves depth and numbers to each request's own answer.
+    """
     pending = [value]
     while pending:
         item = pending.pop()
         if isinstance(item, str):
-            if _SURROGATE.search(item):
+            if holds_lone_surrogate(item):
                 return True
         elif isinstance(item, dict):
             pending.extend(item)
@@ -132,7 +136,7 @@ def _parse_line(raw: bytes, number: int) -> tuple[Any, dict[str, Any] | None]:
             return request, None
         reason = ": it holds a lone UTF-16 surrogate, which is not valid Unicode"
     except Exception as exc:
-        reason = ": it is nested too deeply" if isinstance(exc, RecursionError) else ""
+        reason = f": {describe_failure(exc)}" if isinstance(exc, RecursionError) else ""
     message = f"This line is not parseable as valid JSON{reason}."
     return None, batch_error("invalid_json_line", message, line=number)
 

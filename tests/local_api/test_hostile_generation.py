@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,20 @@ from typing import Any
 import jsonschema
 import pytest
 
+from batch_assets.local_api.inference_api import ANSWER_WORKERS
 from batch_assets.local_api.json_schema_instance import (
     MAX_ANSWER_CHARS,
+    MAX_BUILD_STEPS,
+    MAX_PATTERN_CHARS,
+    DeadlinePassed,
+    GenerationBudget,
     SchemaRefused,
+    _pattern_plan,
     instance_for,
 )
 from batch_assets.local_api.local_models import (
     MAX_BODY_DEPTH,
+    AnswerTimedOut,
     RequestRejected,
     estimate_input_tokens,
     respond,
@@ -50,6 +58,12 @@ TREE = {
     "$ref": "#/$defs/node",
 }
 LOOKAHEAD_PATTERN = "(?=(a+)+b)a{22}"
+# Each string of this pattern takes 49,000 emission steps (and is empty).
+SLOW_PATTERN = "(?:a{0}){49000}"
+# An anchor inside: no text matches, and checking one backtracks through every split of it.
+INNER_ANCHOR_PATTERN = "(?:a+){12}$b"
+# Legal but heavy: about 90,000 of the 100,000 steps a request may spend, then answered.
+HEAVY_ALLOWED = {"type": "array", "minItems": 90_000, "items": {"type": "integer"}}
 
 
 def chat_body(schema: dict | None = None, **extra: Any) -> dict:
@@ -136,6 +150,13 @@ SLOW: dict[str, tuple[str, str, dict]] = {
         SCHEMA_PARAM,
         chat_body({"type": "array", "minItems": 60_000, "items": string_schema()}),
     ),
+    "many_pattern_strings": (
+        CHAT,
+        SCHEMA_PARAM,
+        chat_body(
+            {"type": "array", "minItems": 100, "items": {"type": "string", "pattern": SLOW_PATTERN}}
+        ),
+    ),
 }
 
 
@@ -149,17 +170,35 @@ def rejection(endpoint: str, body: dict) -> RequestRejected:
 # --- unit: respond() and instance_for() -----------------------------------------------------
 
 
+def schema_of(body: dict) -> dict | None:
+    """The response_format schema or forced function's parameters a chat body holds, if any."""
+    if "response_format" in body:
+        return body["response_format"]["json_schema"]["schema"]
+    if "tools" in body:
+        return body["tools"][0]["function"]["parameters"]
+    return None
+
+
 @pytest.mark.parametrize("name", sorted({**HOSTILE, **SLOW}))
-def test_hostile_bodies_are_refused_quickly_naming_the_param(name: str) -> None:
+def test_hostile_bodies_are_refused_naming_the_param(name: str) -> None:
     endpoint, param, body = {**HOSTILE, **SLOW}[name]
-    started = time.monotonic()
     rejected = rejection(endpoint, body)
-    assert time.monotonic() - started < 5
     assert (rejected.status_code, rejected.type, rejected.param) == (
         400,
         "invalid_request_error",
         param,
     )
+
+
+@pytest.mark.parametrize("name", sorted({**HOSTILE, **SLOW}))
+def test_hostile_schemas_spend_at_most_the_request_budget(name: str) -> None:
+    schema = schema_of({**HOSTILE, **SLOW}[name][2])
+    if schema is None or "1e400" in json.dumps(schema).replace("Infinity", "1e400"):
+        return  # refused before any value is built
+    budget = GenerationBudget()
+    with pytest.raises(SchemaRefused):
+        instance_for(schema, seed=0, budget=budget)
+    assert MAX_BUILD_STEPS - budget.steps <= MAX_BUILD_STEPS + 1
 
 
 def test_refusals_say_why() -> None:
@@ -170,14 +209,18 @@ def test_refusals_say_why() -> None:
     assert "'minItems' 1000000000" in messages["min_items_1e9"]
     assert "exponential time" in messages["lookahead_regex"]
     assert "'pattern'" in messages["huge_regex_repeat"]
-    assert (
-        "'minimum'" in messages["minimum_1e400"]
-        or "fits in a double" in (messages["minimum_1e400"])
+    assert messages["minimum_1e400"] == (
+        f"Invalid '{SCHEMA_PARAM}.properties.n.minimum': number out of range. Expected a "
+        "number that fits in a double (magnitude at most 1.8e308), but got infinity instead."
     )
     assert "got -infinity" in messages["temperature_minus_1e400"]
     assert f"deeper than {MAX_BODY_DEPTH} levels" in messages["embeddings_input_900_deep"]
     assert "function 'grow'" in messages["function_parameters_tree"]
     assert "100,000 steps" in messages["many_steps"]
+    assert messages["many_pattern_strings"] == (
+        "Invalid schema for response_format 'answer': 'pattern' '(?:a{0}){49000}' needs more "
+        "than the 100,000 steps a request may spend on its values (at $[1])."
+    )
     assert f"{MAX_ANSWER_CHARS:,} characters" in messages["many_characters"]
 
 
@@ -289,6 +332,119 @@ def test_lookaround_patterns_without_nested_repeats_still_generate() -> None:
         assert re.search(pattern, instance_for({"type": "string", "pattern": pattern}, seed=seed))
 
 
+def test_pattern_strings_spend_the_request_budget_not_one_each() -> None:
+    schema = {"type": "array", "minItems": 10, "items": {"type": "string", "pattern": SLOW_PATTERN}}
+    budget = GenerationBudget()
+    with pytest.raises(SchemaRefused, match=r"100,000 steps a request may spend .*\(at \$\[1\]\)"):
+        instance_for(schema, seed=0, budget=budget)
+    assert budget.steps == -1  # the second string's emission overran the one shared budget
+
+
+def test_an_anchor_inside_a_pattern_limits_what_is_checked() -> None:
+    plan = _pattern_plan(INNER_ANCHOR_PATTERN)
+    assert plan.check_limit is not None
+    assert plan.check_limit < 12  # every built string (12 or more a's) is left unchecked
+    budget = GenerationBudget()
+    value = instance_for({"type": "string", "pattern": INNER_ANCHOR_PATTERN}, seed=0, budget=budget)
+    assert not re.search(INNER_ANCHOR_PATTERN, value)  # no string matches: plain words instead
+    assert MAX_BUILD_STEPS - budget.steps < MAX_BUILD_STEPS // 10  # 24 short attempts
+
+
+def test_an_anchor_inside_a_repeated_repetition_is_refused() -> None:
+    with pytest.raises(SchemaRefused, match="an anchor inside it"):
+        instance_for({"type": "string", "pattern": "(?:a+)+$b"}, seed=0)
+
+
+@pytest.mark.parametrize("pattern", ["^a$|^b$", "^(?:cat|dog)$", r"\A[a-z]+\Z", "(^x)$"])
+def test_anchors_at_the_ends_still_generate_matching_text(pattern: str) -> None:
+    assert _pattern_plan(pattern).check_limit is None
+    for seed in range(10):
+        assert re.search(pattern, instance_for({"type": "string", "pattern": pattern}, seed=seed))
+
+
+def test_a_pattern_longer_than_the_cap_is_refused_before_it_is_parsed() -> None:
+    parses_before = _pattern_plan.cache_info().misses
+    body = chat_body(string_schema(pattern="a" * 1_000_000))
+    rejected = rejection(CHAT, body)
+    assert (rejected.status_code, rejected.param) == (400, SCHEMA_PARAM)
+    assert rejected.message == (
+        "Invalid schema for response_format 'answer': 'pattern' is 1,000,000 characters long, "
+        f"more than the {MAX_PATTERN_CHARS:,} the local models accept (at $.s)."
+    )
+    assert _pattern_plan.cache_info().misses == parses_before
+    assert _pattern_plan.cache_info().maxsize <= 64
+
+
+def test_a_pattern_at_the_cap_is_answered() -> None:
+    pattern = "a" * MAX_PATTERN_CHARS
+    answer = respond(CHAT, chat_body(string_schema(pattern=pattern)), created=0)
+    assert json.loads(answer["choices"][0]["message"]["content"]) == {"s": pattern}
+
+
+def test_building_stops_soon_after_the_deadline() -> None:
+    budget = GenerationBudget(deadline=time.monotonic() - 1)
+    with pytest.raises(DeadlinePassed):
+        instance_for(HEAVY_ALLOWED, seed=0, budget=budget)
+    assert MAX_BUILD_STEPS - budget.steps <= 1024
+
+
+def test_a_pattern_stops_soon_after_the_deadline() -> None:
+    schema = {"type": "string", "pattern": SLOW_PATTERN}
+    budget = GenerationBudget(deadline=time.monotonic() - 1)
+    with pytest.raises(DeadlinePassed):
+        instance_for(schema, seed=0, budget=budget)
+    assert MAX_BUILD_STEPS - budget.steps <= 1024
+
+
+def test_respond_past_its_deadline_is_a_timeout() -> None:
+    with pytest.raises(AnswerTimedOut) as caught:
+        respond(CHAT, chat_body(HEAVY_ALLOWED), created=0, deadline=time.monotonic() - 1)
+    rejected = caught.value
+    assert (rejected.status_code, rejected.type, rejected.code) == (504, "server_error", "timeout")
+    answer = respond(CHAT, chat_body(HEAVY_ALLOWED), created=0)
+    assert len(json.loads(answer["choices"][0]["message"]["content"])) >= 90_000
+
+
+# A lone surrogate in a string or key, the param its refusal names, and the endpoint.
+SURROGATES: dict[str, tuple[str, str, dict]] = {
+    "model": (CHAT, "model", chat_body(model="gpt-4o-mini\ud800")),
+    "content": (
+        CHAT,
+        "messages[0].content",
+        chat_body(messages=[{"role": "user", "content": "hi \udc00 there"}]),
+    ),
+    "metadata_value": (
+        RESPONSES,
+        "metadata.a",
+        {"model": "gpt-4o-mini", "input": "hi", "metadata": {"a": "\ud800"}},
+    ),
+    "metadata_key": (
+        RESPONSES,
+        "metadata.k\\ud800",
+        {"model": "gpt-4o-mini", "input": "hi", "metadata": {"k\ud800": "v"}},
+    ),
+    "list_of_strings": (
+        EMBEDDINGS,
+        "input[1]",
+        {"model": "text-embedding-3-small", "input": ["fine", "bad \udfff"]},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SURROGATES))
+def test_a_lone_surrogate_is_refused_naming_the_param(name: str) -> None:
+    endpoint, param, body = SURROGATES[name]
+    rejected = rejection(endpoint, body)
+    assert (rejected.status_code, rejected.param, rejected.code) == (400, param, "invalid_value")
+    assert "lone UTF-16 surrogate" in rejected.message
+    rejected.message.encode("utf-8")  # the refusal itself is valid Unicode
+
+
+def test_surrogate_pairs_and_other_unicode_are_answered() -> None:
+    body = chat_body(messages=[{"role": "user", "content": "caf\u00e9 \U0001f600 \u4e2d"}])
+    assert respond(CHAT, body, created=0)["choices"][0]["message"]["role"] == "assistant"
+
+
 def test_a_pattern_in_a_schema_is_refused_with_its_place() -> None:
     with pytest.raises(SchemaRefused, match=r"exponential time \(at \$\.s\)"):
         instance_for(string_schema(pattern=LOOKAHEAD_PATTERN), seed=0)
@@ -367,6 +523,31 @@ def test_hostile_bodies_on_the_sync_endpoint_leave_health_answering(server: Loca
         assert answer["error"]["type"] == "invalid_request_error", name
         assert latencies and max(latencies) < HEALTH_DEADLINE_SECONDS, (name, latencies)
     assert rss_kb(server) - before < RSS_GROWTH_LIMIT_KB
+
+
+def test_lone_surrogates_on_the_sync_endpoints_answer_400_naming_the_param(
+    server: LocalBatchAPI,
+) -> None:
+    for name, (endpoint, param, body) in SURROGATES.items():
+        status, answer = send_raw(server, endpoint, body)
+        assert (status, answer["error"]["param"]) == (400, param), name
+        assert answer["error"]["code"] == "invalid_value", name
+
+
+def test_a_timed_out_answer_frees_its_worker(server: LocalBatchAPI) -> None:
+    server.configure(sync_timeout_seconds=0.2)
+    with ThreadPoolExecutor(max_workers=2 * ANSWER_WORKERS) as senders:
+        heavy = list(
+            senders.map(
+                lambda _: send_raw(server, CHAT, chat_body(HEAVY_ALLOWED)), range(ANSWER_WORKERS)
+            )
+        )
+        assert [status for status, _ in heavy] == [504] * ANSWER_WORKERS
+        # each worker stopped at its deadline: good requests find the pool free at once
+        good = list(
+            senders.map(lambda _: send_raw(server, CHAT, chat_body()), range(2 * ANSWER_WORKERS))
+        )
+    assert [status for status, _ in good] == [200] * (2 * ANSWER_WORKERS)
 
 
 def test_a_slow_answer_times_out_with_the_error_envelope(server: LocalBatchAPI) -> None:
