@@ -14,15 +14,28 @@ from pathlib import Path
 from typing import Any
 
 from batch_assets.local_api import ids
-from batch_assets.local_api.errors import APIError, error_envelope, not_found
-from batch_assets.local_api.local_models import RequestRejected, respond
+from batch_assets.local_api.errors import (
+    SERVER_ERROR_MESSAGE,
+    APIError,
+    error_envelope,
+    not_found,
+)
+from batch_assets.local_api.local_models import BATCH_ANSWER_SECONDS, RequestRejected, respond
 from batch_assets.local_api.settings import Simulation
 from batch_assets.local_api.store import Store
-from batch_assets.local_api.validation import batch_error, describe_failure, validate_input_file
+from batch_assets.local_api.validation import (
+    ValidationOutcome,
+    batch_error,
+    describe_failure,
+    validate_input_file,
+)
 
 log = logging.getLogger(__name__)
 
 LINES_PER_STEP = 1000
+# A step stops answering after this long (once a request is answered), so that the batch's
+# progress is checkpointed and other batches get their turn.
+STEP_SECONDS = 0.25
 ACTIVE_WAIT_SECONDS = 0.02
 IDLE_WAIT_SECONDS = 1.0
 DEFAULT_OUTPUT_EXPIRY_SECONDS = 30 * 86400
@@ -30,15 +43,14 @@ UNFINISHED_MESSAGES = {
     "batch_expired": "This request could not be executed before the completion window expired.",
     "batch_cancelled": "This request was not executed because the batch was cancelled.",
 }
-SERVER_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
 TIMEOUT_MESSAGE = "The request timed out while it was being processed."
-TOO_DEEP_MESSAGE = "This request is nested too deeply to be answered."
 # A batch whose step raises this many times in a row (not one request's fault) is failed.
 MAX_STEP_FAILURES = 3
 STEP_RETRY_SECONDS = 0.25
 PAUSED_LOOK_SECONDS = 1.0
 FILE_KINDS = ("output", "error")
 TERMINAL_STATUSES = ("completed", "failed", "expired", "cancelled")
+INPUT_GONE_MESSAGE = "The input file no longer exists."
 
 
 class MissingWork(Exception):
@@ -54,6 +66,19 @@ class RequestResult:
     succeeded: bool
     input_tokens: int = 0
     output_tokens: int = 0
+
+
+@dataclass
+class AnsweredLines:
+    """Requests answered in one step, from `first_line` on, not yet recorded in the batch."""
+
+    first_line: int
+    end_offset: int
+    results: list[RequestResult]
+
+
+Prepared = ValidationOutcome | AnsweredLines | None
+"""The slow part of a step, done without the engine's lock: a validation or answered requests."""
 
 
 def fails_by_rate(custom_id: str, fail_rate: float, input_digest: str = "") -> bool:
@@ -140,16 +165,11 @@ class BatchEngine:
             if loaded is None:
                 raise not_found("Batch", batch_id, param="batch_id")
             obj, progress = loaded
-            if obj["status"] in ("validating", "in_progress"):
+            if obj["status"] != "cancelling":
+                _refuse_cancel_of_ending_batch(obj, progress)
                 obj["status"] = "cancelling"
                 obj["cancelling_at"] = int(self.settings.now())
                 self.store.save_batch(obj, progress)
-            elif obj["status"] != "cancelling":
-                raise APIError(
-                    400,
-                    f"Cannot cancel a batch with status '{obj['status']}'.",
-                    param="batch_id",
-                )
         self._due.pop(batch_id, None)
         self.wake()
         return obj
@@ -233,7 +253,12 @@ class BatchEngine:
         shutil.rmtree(self.store.work_dir / batch_id, ignore_errors=True)
 
     def _advance(self, batch_id: str) -> bool:
-        """Take one batch one step further; True if there is more to do right away."""
+        """Take one batch one step further; True if there is more to do right away.
+
+        The lock guards the batch record; its slow part (validating the input file, answering
+        requests) runs without it, so a cancel or a call on another batch lands between steps.
+        """
+        prepared = self._prepare(batch_id)
         with self.lock:
             loaded = self.store.get_batch_with_progress(batch_id)
             if loaded is None:
@@ -241,7 +266,7 @@ class BatchEngine:
             obj, progress = loaded
             self._due.pop(batch_id, None)
             before = _checkpoint_marks(obj, progress)
-            busy = self._step(obj, progress, self.settings)
+            busy = self._step(obj, progress, self.settings, prepared)
             # A paced batch waiting for its next request changes nothing: skip the write.
             if _checkpoint_marks(obj, progress) != before:
                 self.store.save_batch(obj, progress)
@@ -249,7 +274,44 @@ class BatchEngine:
                 self._forget(batch_id)
             return busy
 
-    def _step(self, obj: dict[str, Any], progress: dict[str, Any], settings: Simulation) -> bool:
+    def _prepare(self, batch_id: str) -> Prepared:
+        """The slow part of the batch's next step, if it has one, done outside the lock."""
+        with self.lock:
+            loaded = self.store.get_batch_with_progress(batch_id)
+            if loaded is None or loaded[1].get("publishing") is not None:
+                return None
+            obj, progress = loaded
+            lines_due = self._lines_due(obj, progress) if obj["status"] == "in_progress" else 0
+        if obj["status"] == "validating":
+            return self._validation_outcome(obj)
+        if lines_due > 0:
+            return self._answer_lines(obj, progress, lines_due, int(self.settings.now()))
+        return None
+
+    def _validation_outcome(self, obj: dict[str, Any]) -> ValidationOutcome:
+        """What validating the batch's input file finds."""
+        path = self.store.file_path(obj["input_file_id"])
+        if not path.exists():
+            return ValidationOutcome([batch_error("invalid_file", INPUT_GONE_MESSAGE)])
+        return validate_input_file(path, obj["endpoint"])
+
+    def _lines_due(self, obj: dict[str, Any], progress: dict[str, Any]) -> int:
+        """How many requests this step may answer (0 once the batch is past its deadline); the
+        work files are brought back to the last checkpoint first."""
+        if self.settings.now() >= progress["deadline"]:
+            return 0
+        if self._resume(obj, progress):
+            self.store.save_batch(obj, progress)
+        target = min(self._allowed_lines(obj["id"], progress), progress["line"] + LINES_PER_STEP)
+        return target - progress["line"]
+
+    def _step(
+        self,
+        obj: dict[str, Any],
+        progress: dict[str, Any],
+        settings: Simulation,
+        prepared: Prepared,
+    ) -> bool:
         """One step of the batch's status machine; True if there is more to do right away."""
         batch_id, status, now = obj["id"], obj["status"], settings.now()
         publishing = progress.get("publishing")
@@ -260,8 +322,12 @@ class BatchEngine:
             self._finish(obj, progress, publishing, now)
             return False
         if status == "validating":
-            self._validate(obj, progress, now)
+            if isinstance(prepared, ValidationOutcome):
+                self._validate(obj, progress, prepared, now)
             return True
+        if isinstance(prepared, AnsweredLines):
+            # Answered while the lock was free: kept even if the batch was cancelled meanwhile.
+            self._record_answers(obj, progress, prepared)
         if status == "in_progress":
             busy = self._run_requests(obj, progress, now)
             if not busy and obj["status"] == "in_progress":
@@ -280,15 +346,11 @@ class BatchEngine:
             return True
         return False
 
-    def _validate(self, obj: dict[str, Any], progress: dict[str, Any], now: float) -> None:
-        path = self.store.file_path(obj["input_file_id"])
-        if not path.exists():
-            errors = [batch_error("invalid_file", "The input file no longer exists.")]
-        else:
-            outcome = validate_input_file(path, obj["endpoint"])
-            errors = outcome.errors
-            if not errors:
-                errors = self._token_limit_errors(outcome.model, outcome.input_tokens)
+    def _validate(
+        self, obj: dict[str, Any], progress: dict[str, Any], outcome: ValidationOutcome, now: float
+    ) -> None:
+        """Move a validated batch on: `in_progress`, or `failed` with the errors found."""
+        errors = outcome.errors or self._token_limit_errors(outcome.model, outcome.input_tokens)
         if errors:
             obj.update(
                 status="failed", failed_at=int(now), errors={"object": "list", "data": errors}
@@ -329,13 +391,13 @@ class BatchEngine:
         folder.mkdir(exist_ok=True)
         return folder / ("output.jsonl" if kind == "output" else "errors.jsonl")
 
-    def _resume(self, obj: dict[str, Any], progress: dict[str, Any]) -> None:
+    def _resume(self, obj: dict[str, Any], progress: dict[str, Any]) -> bool:
         """Cut the work files back to the last checkpoint the first time this process sees them;
-        if one holds less than that (lost), the batch's requests start over.
+        if one holds less than that (lost), the batch's requests start over (then True).
         """
         batch_id = obj["id"]
         if batch_id in self._resumed:
-            return
+            return False
         intact = [
             _cut_back(self._work_path(batch_id, kind), progress[f"{kind}_bytes"])
             for kind in FILE_KINDS
@@ -347,6 +409,7 @@ class BatchEngine:
             for kind in FILE_KINDS:
                 _cut_back(self._work_path(batch_id, kind), 0)
         self._resumed.add(batch_id)
+        return not all(intact)
 
     def _allowed_lines(self, batch_id: str, progress: dict[str, Any]) -> int:
         """How many requests simulated time allows to be done by now."""
@@ -369,41 +432,51 @@ class BatchEngine:
         return due
 
     def _run_requests(self, obj: dict[str, Any], progress: dict[str, Any], now: float) -> bool:
+        """Expire or finalize the batch when due; True if more requests may be answered now."""
         if now >= progress["deadline"]:
             self._write_unfinished(obj, progress, "batch_expired")
             self._begin_publishing(obj, progress, "expired")
             return True
-        self._resume(obj, progress)
-        target = min(self._allowed_lines(obj["id"], progress), progress["line"] + LINES_PER_STEP)
-        if target > progress["line"]:
-            self._answer_lines(obj, progress, target - progress["line"], int(now))
         if progress["line"] >= progress["total"]:
             obj.update(status="finalizing", finalizing_at=int(now))
             progress["finalizing_since"] = now
             return True
-        return target < self._allowed_lines(obj["id"], progress)
+        return progress["line"] < self._allowed_lines(obj["id"], progress)
 
     def _answer_lines(
         self, obj: dict[str, Any], progress: dict[str, Any], count: int, created: int
-    ) -> None:
-        outputs: list[tuple[str, bytes]] = []
-        errors: list[tuple[str, bytes]] = []
-        usage = obj["usage"]
+    ) -> AnsweredLines:
+        """Answer up to `count` requests from the last checkpoint, for at most `STEP_SECONDS`
+        (at least one request); reads the input file and changes nothing else."""
+        results: list[RequestResult] = []
+        stop_at = time.monotonic() + STEP_SECONDS
         with self.store.file_path(obj["input_file_id"]).open("rb") as source:
             source.seek(progress["offset"])
-            for _ in range(count):
+            while len(results) < count and (not results or time.monotonic() < stop_at):
                 request = json.loads(source.readline())
-                result = self._result(obj["endpoint"], request, progress, created)
-                (outputs if result.succeeded else errors).append((result.custom_id, result.encoded))
-                usage["input_tokens"] += result.input_tokens
-                usage["output_tokens"] += result.output_tokens
-                usage["total_tokens"] += result.input_tokens + result.output_tokens
-            progress["offset"] = source.tell()
-        progress["line"] += count
+                results.append(self._result(obj["endpoint"], request, progress, created))
+            return AnsweredLines(progress["line"], source.tell(), results)
+
+    def _record_answers(
+        self, obj: dict[str, Any], progress: dict[str, Any], answered: AnsweredLines
+    ) -> None:
+        """Append answered requests to the work files and count them in the batch record."""
+        if answered.first_line != progress["line"]:
+            log.warning("answers for %s from a stale checkpoint were dropped", obj["id"])
+            return
+        outputs = [(r.custom_id, r.encoded) for r in answered.results if r.succeeded]
+        errors = [(r.custom_id, r.encoded) for r in answered.results if not r.succeeded]
+        progress["line"] += len(answered.results)
+        progress["offset"] = answered.end_offset
         progress["output_bytes"] += _append_lines(self._work_path(obj["id"], "output"), outputs)
         progress["error_bytes"] += _append_lines(self._work_path(obj["id"], "error"), errors)
         obj["request_counts"]["completed"] += len(outputs)
         obj["request_counts"]["failed"] += len(errors)
+        usage = obj["usage"]
+        for result in answered.results:
+            usage["input_tokens"] += result.input_tokens
+            usage["output_tokens"] += result.output_tokens
+            usage["total_tokens"] += result.input_tokens + result.output_tokens
 
     def _result(
         self, endpoint: str, request: dict[str, Any], progress: dict[str, Any], created: int
@@ -444,7 +517,8 @@ class BatchEngine:
         if failed:
             return 500, error_envelope(SERVER_ERROR_MESSAGE, type="server_error")
         try:
-            return 200, respond(endpoint, request["body"], created=created)
+            deadline = time.monotonic() + BATCH_ANSWER_SECONDS
+            return 200, respond(endpoint, request["body"], created=created, deadline=deadline)
         except RequestRejected as rejected:
             return rejected.status_code, rejected.envelope()
 
@@ -601,14 +675,28 @@ def _output_file_object(
     }
 
 
+def _refuse_cancel_of_ending_batch(obj: dict[str, Any], progress: dict[str, Any]) -> None:
+    """Refuse to cancel a batch past `in_progress`, or one whose files are being published (an
+    expiring batch stays `in_progress` until they are)."""
+    if obj["status"] not in ("validating", "in_progress"):
+        raise APIError(
+            400, f"Cannot cancel a batch with status '{obj['status']}'.", param="batch_id"
+        )
+    ending = progress.get("publishing")
+    if ending is not None:
+        raise APIError(
+            400,
+            f"Cannot cancel a batch that is already ending: it becomes '{ending}' once its "
+            "files are published.",
+            param="batch_id",
+        )
+
+
 def _failure_answer(exc: Exception) -> tuple[int, dict[str, Any]]:
-    """The HTTP error a request gets when answering it raised: 400 if it nests too deeply for
-    the server, else 500 naming the cause."""
-    if isinstance(exc, RecursionError):
-        return 400, error_envelope(TOO_DEEP_MESSAGE)
+    """The HTTP 500 a request gets when answering it raised, naming the cause."""
     message = (
-        f"{SERVER_ERROR_MESSAGE} (The local Batch API failed with {describe_failure(exc)}; "
-        "the traceback is on its stderr.)"
+        f"{SERVER_ERROR_MESSAGE} (The local Batch API could not answer this request: "
+        f"{describe_failure(exc)}; the traceback is on its stderr.)"
     )
     return 500, error_envelope(message, type="server_error")
 
@@ -634,11 +722,8 @@ def _encode_line(line: dict[str, Any]) -> bytes:
 def _usage_tokens(body: dict[str, Any]) -> tuple[int, int]:
     """The input and output tokens an answer reports (chat and responses name them apart)."""
     usage = body.get("usage") or {}
-    input_tokens = usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0
-    output_tokens = usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0
-    if not (isinstance(input_tokens, int) and isinstance(output_tokens, int)):
-        raise TypeError(f"usage is not counted in integers: {usage!r:.100}")
-    return input_tokens, output_tokens
+    input_tokens = usage.get("input_tokens", usage.get("prompt_tokens", 0))
+    return input_tokens, usage.get("output_tokens", usage.get("completion_tokens", 0))
 
 
 def _append_lines(path: Path, lines: list[tuple[str, bytes]]) -> int:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 SHOWN_CHARS = 64
-SERVER_ERROR_MESSAGE = (
-    "The server had an error while processing your request. Sorry about that! "
-    "(The local Batch API logged the cause to its stderr.)"
+SERVER_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
+"""OpenAI's words for a fault of the server."""
+LOGGED_SERVER_ERROR_MESSAGE = (
+    f"{SERVER_ERROR_MESSAGE} (The local Batch API logged the cause to its stderr.)"
 )
 
 
@@ -61,6 +62,6 @@ def not_found(kind: str, object_id: str, *, param: str = "id") -> APIError:
     return APIError(404, f"No such {kind} object: {shown(object_id)}", param=param)
 
 
-def server_error(message: str = SERVER_ERROR_MESSAGE) -> APIError:
-    """500 for a fault of the server itself, by default worded as OpenAI words it."""
+def server_error(message: str = LOGGED_SERVER_ERROR_MESSAGE) -> APIError:
+    """500 for a fault of the server itself; by default OpenAI's words and where the cause is."""
     return APIError(500, message, type="server_error")

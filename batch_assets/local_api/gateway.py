@@ -80,18 +80,6 @@ def _capped_receive(receive: Receive, scope: Scope, cap: int) -> Receive:
     return receive_capped
 
 
-def _with_request_id(send: Send) -> Send:
-    """`send` that gives the answer a fresh `x-request-id: req_<32 hex>`, as OpenAI does."""
-    header = (b"x-request-id", ids.request_id().encode())
-
-    async def send_with_request_id(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), header]}
-        await send(message)
-
-    return send_with_request_id
-
-
 class GatewayStats:
     """Counts of API calls by method and route, and of the 429/503 answers injected."""
 
@@ -134,12 +122,16 @@ class Gateway:
             await self.app(scope, receive, send)
             return
         started = False
-        send_with_request_id = _with_request_id(send)
+        request_id = (b"x-request-id", ids.request_id().encode())
 
         async def tracked_send(message: Message) -> None:
+            """`send` that gives the answer a fresh `x-request-id: req_<32 hex>`, as OpenAI does,
+            and notes that the answer has started."""
             nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send_with_request_id(message)
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", ()), request_id]}
+            await send(message)
 
         try:
             await self._handle(scope, receive, tracked_send)

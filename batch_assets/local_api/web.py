@@ -10,6 +10,11 @@ from fastapi import Request, Response
 from batch_assets.local_api.engine import BatchEngine
 from batch_assets.local_api.errors import APIError, shown
 
+BAD_JSON_MESSAGE = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you "
+    "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)"
+)
+
 
 def json_response(body: Any, status_code: int = 200) -> Response:
     """A JSON response, serialized once with the standard library."""
@@ -23,16 +28,24 @@ def engine_of(request: Request) -> BatchEngine:
     return request.app.state.engine
 
 
+def _refuse_constant(name: str) -> float:
+    """`parse_constant` for `json.loads`: JSON has no NaN or Infinity, and OpenAI refuses them."""
+    raise ValueError(f"'{name}' is not a JSON value")
+
+
+def _parse_json(raw: bytes) -> Any:
+    """A JSON body parsed as OpenAI's parser would; a 400 in its words when it is not JSON."""
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise APIError(400, f"{BAD_JSON_MESSAGE} Its JSON is nested too deeply.") from None
+    except ValueError as exc:
+        raise APIError(400, BAD_JSON_MESSAGE) from exc
+
+
 async def json_body(request: Request) -> dict[str, Any]:
     """The request's JSON object, or a 400 in OpenAI's words."""
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise APIError(
-            400,
-            "We could not parse the JSON body of your request. (HINT: This likely means you "
-            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
-        ) from exc
+    body = _parse_json(await request.body())
     if not isinstance(body, dict):
         raise APIError(400, "The JSON body of your request must be an object.")
     return body

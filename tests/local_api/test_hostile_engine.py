@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+import openai
 import pytest
 from openai import OpenAI
 from openai.types import Batch
@@ -21,6 +23,7 @@ from tests.local_api.helpers import chat_request, jsonl, read_lines, submit, wai
 from tests.local_api_server import LocalBatchAPI, wait_for
 
 PACED = ("--seconds-per-request", "0.05")
+FROZEN_SECONDS_PER_REQUEST = 3600.0
 GOOD_IDS = [f"g{i:02d}" for i in range(10)]
 DEADLINE_SECONDS = 20.0
 
@@ -175,15 +178,27 @@ def test_a_poisoned_batch_ends_and_later_batches_complete_across_a_kill(
     _assert_all_answered(client, wait_until_done(client, after.id, DEADLINE_SECONDS), ["after"])
 
 
+def _freeze_when_answered(api: LocalBatchAPI, client: OpenAI, batch_id: str, count: int) -> None:
+    """Wait until `count` requests of the batch are answered, then stop it answering more (an
+    hour per request), so that what the test does next finds it still in progress."""
+    wait_for(
+        lambda: client.batches.retrieve(batch_id).request_counts.completed >= count,
+        timeout=DEADLINE_SECONDS,
+    )
+    api.configure(seconds_per_request=FROZEN_SECONDS_PER_REQUEST)
+    frozen = client.batches.retrieve(batch_id)
+    assert frozen.status == "in_progress"
+    assert frozen.request_counts is not None
+    assert frozen.request_counts.completed < frozen.request_counts.total
+
+
 def test_a_batch_whose_step_keeps_failing_is_failed_and_others_go_on(start_local_api) -> None:
     api: LocalBatchAPI = start_local_api(*PACED)
     client = api.client()
     doomed = submit(client, [chat_request(f"d{i}") for i in range(20)])
-    wait_for(
-        lambda: client.batches.retrieve(doomed.id).request_counts.completed >= 1,
-        timeout=DEADLINE_SECONDS,
-    )
+    _freeze_when_answered(api, client, doomed.id, 1)
     client.files.delete(doomed.input_file_id)
+    api.configure(seconds_per_request=float(PACED[1]))
     good = submit(client, [chat_request(i) for i in GOOD_IDS])
 
     failed = wait_until_done(client, doomed.id, DEADLINE_SECONDS)
@@ -257,14 +272,11 @@ def test_a_restart_that_finds_work_lines_lost_answers_them_again(start_local_api
     client = api.client()
     ids = [f"w{i:02d}" for i in range(30)]
     batch = submit(client, [chat_request(i) for i in ids])
-    wait_for(
-        lambda: client.batches.retrieve(batch.id).request_counts.completed >= 5,
-        timeout=DEADLINE_SECONDS,
-    )
+    _freeze_when_answered(api, client, batch.id, 5)
     api.stop(signal.SIGKILL)
     _work_file(api, batch.id).write_bytes(b"")
 
-    api.restart()
+    api.restart()  # with the pace of its flags again
     client = api.client()
     done = wait_until_done(client, batch.id, DEADLINE_SECONDS)
 
@@ -301,3 +313,89 @@ def test_a_batch_whose_checkpointed_output_is_gone_fails_instead_of_publishing_z
     assert error.message is not None and "gone from disk" in error.message
     after = submit(client, [chat_request("after")])
     _assert_all_answered(client, wait_until_done(client, after.id, DEADLINE_SECONDS), ["after"])
+
+
+SLOW_REQUESTS = 64
+CANCEL_ANSWER_SECONDS = 1.0
+
+
+def _slow_chat_request(custom_id: str) -> dict:
+    """A chat request within every bound that still takes the local model 0.1 s or more to
+    answer: a JSON answer of 20,000 strings of 20 characters."""
+    strings = {"type": "array", "minItems": 20_000, "items": {"type": "string", "minLength": 20}}
+    schema = {
+        "type": "object",
+        "properties": {"strings": strings},
+        "required": ["strings"],
+        "additionalProperties": False,
+    }
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "List strings."}],
+        "max_completion_tokens": 1_000_000,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "strings", "strict": True, "schema": schema},
+        },
+    }
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
+
+
+def test_a_cancel_answers_within_a_second_while_slow_requests_are_answered(
+    start_local_api,
+) -> None:
+    api: LocalBatchAPI = start_local_api()
+    client = api.client()
+    batch = submit(client, [_slow_chat_request(f"s{i:02d}") for i in range(SLOW_REQUESTS)])
+    wait_for(
+        lambda: client.batches.retrieve(batch.id).status == "in_progress",
+        timeout=DEADLINE_SECONDS,
+    )
+
+    started = time.monotonic()
+    cancelling = client.with_options(timeout=DEADLINE_SECONDS).batches.cancel(batch.id)
+    took = time.monotonic() - started
+
+    assert cancelling.status == "cancelling"
+    assert took < CANCEL_ANSWER_SECONDS, f"the cancel took {took:.2f} s"
+    done = wait_until_done(client, batch.id, DEADLINE_SECONDS)
+    assert done.status == "cancelled"
+    assert done.request_counts is not None
+    answered = done.request_counts.completed
+    assert answered < SLOW_REQUESTS
+    unfinished = read_lines(client, done.error_file_id)
+    assert {line["error"]["code"] for line in unfinished} == {"batch_cancelled"}
+    assert len(unfinished) == SLOW_REQUESTS - answered
+
+
+def test_a_cancel_while_an_expired_batch_is_published_is_refused(start_local_api) -> None:
+    api: LocalBatchAPI = start_local_api(*PACED)
+    client = api.client()
+    batch = submit(client, [chat_request(f"e{i}") for i in range(10)])
+    _freeze_when_answered(api, client, batch.id, 1)
+    api.configure(pause_publishing_at="before_output", clock_offset_seconds=2 * 86400)
+    wait_for(
+        lambda: f"{batch.id} paused at step 'before_output'" in api.log(),
+        timeout=DEADLINE_SECONDS,
+    )
+    assert client.batches.retrieve(batch.id).status == "in_progress"
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.batches.cancel(batch.id)
+
+    assert caught.value.status_code == 400
+    assert caught.value.body == {
+        "message": "Cannot cancel a batch that is already ending: it becomes 'expired' once its "
+        "files are published.",
+        "type": "invalid_request_error",
+        "param": "batch_id",
+        "code": None,
+    }
+    api.configure(pause_publishing_at=None)
+    done = wait_until_done(client, batch.id, DEADLINE_SECONDS)
+    assert done.status == "expired"
+    assert (done.cancelling_at, done.cancelled_at) == (None, None)
+    assert done.request_counts is not None
+    unfinished = read_lines(client, done.error_file_id)
+    assert {line["error"]["code"] for line in unfinished} == {"batch_expired"}
+    assert len(unfinished) == 10 - done.request_counts.completed
