@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from openai import OpenAI
@@ -11,6 +12,8 @@ from openai.types import Batch, FileObject
 from tests.local_api_server import wait_for
 
 TERMINAL_STATUSES = {"completed", "failed", "expired", "cancelled"}
+REQUEST_ID = re.compile(r"^req_[0-9a-f]{32}$")
+"""OpenAI's `x-request-id` and an output line's `response.request_id`."""
 
 
 def chat_request(custom_id: str, text: str = "What is 2+2?", model: str = "gpt-4o-mini") -> dict:

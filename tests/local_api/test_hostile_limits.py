@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import select
 import socket
 from collections.abc import Iterator
@@ -17,17 +16,22 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.local_api.helpers import chat_request, jsonl, submit, wait_until_done
+from tests.local_api.helpers import REQUEST_ID, chat_request, jsonl, submit, wait_until_done
 from tests.local_api_server import LocalBatchAPI, wait_for
 
 MIB = 1024 * 1024
-REQUEST_ID = re.compile(r"^req_[0-9a-f]{32}$")
 BOUNDARY = "hostile-limits-boundary"
 BATCH_CAP_MESSAGE = "File is too large: batch input files may be at most 209,715,200 bytes."
 LONGEST_MESSAGE = 300
 """An error message quotes a short cut of what was sent, so it stays this short."""
 MEMORY_GROWTH_LIMIT_KB = 64 * 1024
 """How far the server's peak memory may grow while it refuses a large body."""
+BATCH_CAP_ERROR = {
+    "message": BATCH_CAP_MESSAGE,
+    "type": "invalid_request_error",
+    "param": "file",
+    "code": None,
+}
 
 
 @dataclass
@@ -167,12 +171,7 @@ def test_batch_upload_declared_over_200_mb_is_refused_at_its_file_part(
         sock.sendall(start)  # the file's bytes never come: the size is known from the length
         answer = _read_answer(sock)
     assert answer.status == 400
-    assert answer.error() == {
-        "message": BATCH_CAP_MESSAGE,
-        "type": "invalid_request_error",
-        "param": "file",
-        "code": None,
-    }
+    assert answer.error() == BATCH_CAP_ERROR
 
 
 def test_streamed_batch_upload_is_refused_past_200_mb_and_spooled_only_in_the_state_dir(
@@ -237,12 +236,7 @@ def test_upload_over_200_mb_with_purpose_after_the_file_is_refused(start_local_a
         sock.sendall(b"0\r\n\r\n")
         answer = _read_answer(sock)
     assert answer.status == 400
-    assert answer.error() == {
-        "message": BATCH_CAP_MESSAGE,
-        "type": "invalid_request_error",
-        "param": "file",
-        "code": None,
-    }
+    assert answer.error() == BATCH_CAP_ERROR
     assert wait_for(lambda: not any(uploads.iterdir())), "the refused upload is removed"
     assert server.client().files.list().data == []
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import urllib.error
 import urllib.request
 
@@ -10,10 +9,15 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.local_api.helpers import chat_request, jsonl, read_lines, submit, wait_until_done
+from tests.local_api.helpers import (
+    REQUEST_ID,
+    chat_request,
+    jsonl,
+    read_lines,
+    submit,
+    wait_until_done,
+)
 from tests.local_api_server import LocalBatchAPI
-
-REQUEST_ID = re.compile(r"^req_[0-9a-f]{32}$")
 
 
 def _header_of(server: LocalBatchAPI, method: str, path: str) -> str | None:
