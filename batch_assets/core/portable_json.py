@@ -42,10 +42,6 @@ class OutOfRangeNumber:
     token: str
 
 
-class _OutOfRange(ValueError):
-    """Raised by the checking number hooks."""
-
-
 def _int_beyond_double(value: int) -> bool:
     if value.bit_length() <= 1023:
         return False
@@ -64,39 +60,28 @@ def _token_beyond_double(token: str) -> bool:
     return _int_beyond_double(int(token))
 
 
-def _checked_float(token: str) -> float:
-    value = float(token)
-    if math.isinf(value):
-        raise _OutOfRange(token)
-    return value
-
-
-def _checked_int(token: str) -> int:
-    if len(token) >= DOUBLE_DIGITS and _token_beyond_double(token):
-        raise _OutOfRange(token)
-    return int(token)
-
-
-def _marked_float(token: str) -> float | OutOfRangeNumber:
-    value = float(token)
-    return OutOfRangeNumber(token) if math.isinf(value) else value
-
-
-def _marked_int(token: str) -> int | OutOfRangeNumber:
-    if len(token) >= DOUBLE_DIGITS and _token_beyond_double(token):
-        return OutOfRangeNumber(token)
-    return int(token)
-
-
 def loads_marking_numbers(text: str, **options: Any) -> tuple[Any, bool]:
     """`json.loads`, with every number beyond a double read as an OutOfRangeNumber; and whether
     there was one."""
-    try:
-        value = json.loads(text, parse_float=_checked_float, parse_int=_checked_int, **options)
-    except _OutOfRange:
-        marked = json.loads(text, parse_float=_marked_float, parse_int=_marked_int, **options)
-        return marked, True
-    return value, False
+    found = False
+
+    def marked_float(token: str) -> float | OutOfRangeNumber:
+        nonlocal found
+        value = float(token)
+        if math.isinf(value):
+            found = True
+            return OutOfRangeNumber(token)
+        return value
+
+    def marked_int(token: str) -> int | OutOfRangeNumber:
+        nonlocal found
+        if len(token) >= DOUBLE_DIGITS and _token_beyond_double(token):
+            found = True
+            return OutOfRangeNumber(token)
+        return int(token)
+
+    value = json.loads(text, parse_float=marked_float, parse_int=marked_int, **options)
+    return value, found
 
 
 def is_valid_unicode(text: str) -> bool:
