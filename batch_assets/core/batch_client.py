@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx2
 from openai import APIConnectionError, AzureOpenAI, OpenAI
 from openai.types import Batch, FileObject
 
-from batch_assets.core.atomic import atomic_path
+from batch_assets.core.storage import Location, atomic_path, open_for_reading, storage_location
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
@@ -77,11 +76,14 @@ class BatchClient:
         """Close the HTTP connections."""
         self._client.close()
 
-    def upload(self, path: Path, filename: str | None = None) -> FileObject:
-        """Upload a JSONL file as batch input, streaming it from disk, under `filename` if given."""
-        with path.open("rb") as handle:
+    def upload(self, location: Location, filename: str | None = None) -> FileObject:
+        """Upload a JSONL file as batch input, streamed from disk or the store, under `filename`."""
+        location = storage_location(location)
+        with open_for_reading(location) as handle:
             # A bare Path makes the SDK read the whole file into memory; a named handle streams.
-            return self._client.files.create(file=(filename or path.name, handle), purpose="batch")
+            return self._client.files.create(
+                file=(filename or location.name, handle), purpose="batch"
+            )
 
     def find_files(
         self,
@@ -175,8 +177,13 @@ class BatchClient:
             page = page.get_next_page()
         return found
 
-    def download(self, file_id: str, destination: Path, attempts: int = DOWNLOAD_ATTEMPTS) -> int:
-        """Stream a file to `destination`, whole or not at all, resuming cut transfers; its size."""
+    def download(
+        self, file_id: str, destination: Location, attempts: int = DOWNLOAD_ATTEMPTS
+    ) -> int:
+        """Stream a file to `destination`, whole or not at all, resuming cut transfers; its size.
+
+        On an object store the transfer goes to scratch first and then up as one upload.
+        """
         size = 0
         with atomic_path(destination) as temporary, temporary.open("wb") as out:
             for attempt in range(1, attempts + 1):

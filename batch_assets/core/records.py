@@ -1,9 +1,11 @@
-"""What one pipeline stage hands the next: small, picklable records of files and batches."""
+"""What one pipeline stage hands the next: small, picklable records of files and batches.
+
+Files are named by URL (`s3://...`, `file:///...`), never by a path on one machine's disk.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -13,7 +15,7 @@ class SubmittedBatch:
     batch_id: str
     input_file_id: str
     shard_key: str
-    shard_path: Path
+    shard_url: str
     request_count: int
     model: str | None
 
@@ -37,8 +39,8 @@ class Submission:
 class BatchResult:
     """Where a submission's results are: raw output and error files, and their parsed tables."""
 
-    output_files: tuple[Path, ...]
-    error_files: tuple[Path, ...]
-    output_table: Path
-    errors_table: Path
+    output_files: tuple[str, ...]
+    error_files: tuple[str, ...]
+    output_table: str
+    errors_table: str
     batch_ids: tuple[str, ...] = field(default_factory=tuple)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import polars as pl
+
+from batch_assets.core.storage import Location, open_for_reading
 
 RETRYABLE_CODES = frozenset({"batch_expired", "request_timeout", "not_returned"})
 CANCELLED_CODE = "batch_cancelled"
@@ -41,11 +42,11 @@ def merge_attempts(attempts: Iterable[pl.DataFrame]) -> pl.DataFrame:
     return last.join(counts, on="custom_id", how="left").drop("attempt")
 
 
-def request_lines(shards: Iterable[Path], custom_ids: set[str]) -> Iterator[bytes]:
+def request_lines(shards: Iterable[Location], custom_ids: set[str]) -> Iterator[bytes]:
     """The original request lines of the given custom_ids, streamed from shard files."""
     remaining = set(custom_ids)
     for shard in shards:
-        with shard.open("rb") as lines:
+        with open_for_reading(shard) as lines:
             for raw in lines:
                 if not remaining:
                     return

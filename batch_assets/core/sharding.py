@@ -1,8 +1,9 @@
 """Stream validated requests into shard files: one model per shard, each within the batch limits.
 
-Every shard is written to a hidden temporary file in the output directory, synced, and renamed
-into place only once the whole input has been validated, so an error leaves no shard behind and the
-files of an earlier run untouched. On success, the shard files of an earlier run with the same
+Every shard is written to a hidden temporary file (in the output directory on local disk, in scratch
+under TMPDIR for an object store), synced, and renamed or uploaded into place only once the whole
+input has been validated, so an error leaves no shard behind and the files of an earlier run
+untouched. On success, the shard files of an earlier run with the same
 prefix that the new run did not overwrite are removed, so the directory holds one shard set.
 """
 
@@ -12,6 +13,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import polars as pl
+from upath import UPath
 
 from batch_assets.core.atomic import locked_temporary
 from batch_assets.core.limits import DEFAULT_LIMITS, EMBEDDINGS, BatchLimits, check_endpoint
@@ -39,6 +43,7 @@ from batch_assets.core.request_validation import (
     iter_validated_file,
     iter_validated_lines,
 )
+from batch_assets.core.storage import is_local, local_path, publish, storage_location, url_of
 
 _FLUSH_BYTES = 1 << 20
 _NO_MODEL = object()
@@ -64,7 +69,7 @@ def _chunk_encoder() -> Callable[[Any, int], Sequence[str]]:
 class Shard:
     """One shard file, ready to upload as one batch."""
 
-    path: Path
+    url: str
     endpoint: str
     model: str | None
     n_requests: int
@@ -142,7 +147,7 @@ class ShardWriter:
 
     def __init__(
         self,
-        out_dir: str | Path,
+        out_dir: str | Path | UPath,
         *,
         endpoint: str,
         limits: BatchLimits = DEFAULT_LIMITS,
@@ -150,7 +155,14 @@ class ShardWriter:
     ) -> None:
         if not prefix or "/" in prefix or prefix.startswith("."):
             raise ValueError(f"prefix must be a plain file name prefix, got {prefix!r}")
-        self.out_dir = Path(out_dir)
+        self.out_dir = storage_location(out_dir, setting="out_dir")
+        # Temporaries live beside their shards on local disk, in scratch for an object store.
+        self._local = is_local(self.out_dir)
+        self._work_dir = (
+            local_path(self.out_dir)
+            if self._local
+            else Path(tempfile.mkdtemp(prefix="batch_assets-shards-"))
+        )
         self.endpoint = check_endpoint(endpoint)
         self.limits = limits
         self.prefix = prefix
@@ -158,11 +170,11 @@ class ShardWriter:
         self._all: list[_OpenShard] = []
         self._embeddings = endpoint == EMBEDDINGS
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-hash")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._work_dir.mkdir(parents=True, exist_ok=True)
 
     def _new_shard(self, model: str | None) -> _OpenShard:
         index = len(self._all)
-        shard = _OpenShard(index, model, self.out_dir / shard_file_name(self.prefix, index))
+        shard = _OpenShard(index, model, self._work_dir / shard_file_name(self.prefix, index))
         self._all.append(shard)
         self._open[model] = shard
         return shard
@@ -232,7 +244,7 @@ class ShardWriter:
             start += count
 
     def commit(self) -> list[Shard]:
-        """Close every shard, rename them into place, remove stale shards; return the shards."""
+        """Close every shard, put them into place, remove stale shards; return the shards."""
         if not self._all:
             raise ValueError("no request was added: nothing to commit")
         for shard in self._all:
@@ -242,11 +254,15 @@ class ShardWriter:
         shards: list[Shard] = []
         for shard, digest in zip(self._all, digests, strict=True):
             final = self.out_dir / shard_file_name(self.prefix, shard.index)
-            os.replace(shard.temp, final)
+            if self._local:
+                os.replace(shard.temp, local_path(final))
+            else:
+                publish(shard.temp, final)
+                shard.temp.unlink()
             shard.release()
             shards.append(
                 Shard(
-                    path=final,
+                    url=url_of(final),
                     endpoint=self.endpoint,
                     model=shard.model,
                     n_requests=shard.n_requests,
@@ -256,9 +272,10 @@ class ShardWriter:
                     n_embedding_inputs=shard.n_inputs,
                 )
             )
-        self._remove_stale({shard.path.name for shard in shards})
+        self._remove_stale({shard_file_name(self.prefix, shard.index) for shard in self._all})
         self._all = []
         self._open = {}
+        self._remove_work_dir()
         return shards
 
     def _remove_stale(self, keep: set[str]) -> None:
@@ -266,6 +283,10 @@ class ShardWriter:
         for path in self.out_dir.iterdir():
             if pattern.fullmatch(path.name) and path.name not in keep:
                 path.unlink(missing_ok=True)
+
+    def _remove_work_dir(self) -> None:
+        if not self._local:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
 
     def abort(self) -> None:
         """Close and delete every temporary file; touch nothing else."""
@@ -279,6 +300,7 @@ class ShardWriter:
                 shard.release()
         self._all = []
         self._open = {}
+        self._remove_work_dir()
 
 
 def _write_all(writer: ShardWriter, fill: Iterator[None]) -> list[Shard]:
@@ -299,7 +321,7 @@ def _frames_into(writer: ShardWriter, frames: Iterable[pl.DataFrame]) -> Iterato
 
 def shard_jsonl_file(
     path: str | Path,
-    out_dir: str | Path,
+    out_dir: str | Path | UPath,
     *,
     endpoint: str,
     limits: BatchLimits = DEFAULT_LIMITS,
@@ -317,7 +339,7 @@ def shard_jsonl_file(
 
 def shard_request_lines(
     lines: Iterable[str | bytes] | pl.Series,
-    out_dir: str | Path,
+    out_dir: str | Path | UPath,
     *,
     endpoint: str,
     limits: BatchLimits = DEFAULT_LIMITS,
@@ -478,7 +500,7 @@ def _requests_into(
 
 def shard_requests(
     requests: Iterable[Mapping[str, Any]],
-    out_dir: str | Path,
+    out_dir: str | Path | UPath,
     *,
     endpoint: str,
     limits: BatchLimits = DEFAULT_LIMITS,
@@ -492,7 +514,7 @@ def shard_requests(
 
 def shard_request_frame(
     frame: pl.DataFrame,
-    out_dir: str | Path,
+    out_dir: str | Path | UPath,
     *,
     endpoint: str,
     model: str,

@@ -6,6 +6,7 @@
 import dagster as dg
 import polars as pl
 
+from batch_assets.core import storage
 from batch_assets.core.records import BatchResult, Submission
 from batch_assets.pipeline.download_assets import requested_ids
 from batch_assets.pipeline.spec import PipelineSpec
@@ -15,8 +16,8 @@ def answer_counts(submission: Submission, result: BatchResult) -> dict[str, int]
     """How many requests came back never, once, and more than once across output and errors."""
     returned = pl.concat(
         [
-            pl.read_parquet(result.output_table, columns=["custom_id"]),
-            pl.read_parquet(result.errors_table, columns=["custom_id"]),
+            storage.read_parquet(result.output_table, columns=["custom_id"]),
+            storage.read_parquet(result.errors_table, columns=["custom_id"]),
         ]
     )
     counts = (
@@ -61,7 +62,7 @@ def build_checks(spec: PipelineSpec) -> list[dg.AssetChecksDefinition]:
     def error_rate_below_threshold(
         errors: pl.DataFrame, result: BatchResult
     ) -> dg.AssetCheckResult:
-        answered = pl.scan_parquet(result.output_table).select(pl.len()).collect().item()
+        answered = storage.read_parquet(result.output_table, columns=["custom_id"]).height
         total = answered + errors.height
         rate = errors.height / total if total else 0.0
         return dg.AssetCheckResult(

@@ -6,14 +6,14 @@
 import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
 from openai.types import Batch
+from upath import UPath
 
-from batch_assets.core.atomic import write_parquet
+from batch_assets.core import storage
 from batch_assets.core.batch_client import TERMINAL_STATUSES, BatchClient
 from batch_assets.core.costs import estimate_cost_usd
 from batch_assets.core.output_parsing import RESULT_SCHEMA, empty_results, parse_batch_file
@@ -34,38 +34,35 @@ _REQUESTED_SCHEMA = {"custom_id": pl.String, "batch_id": pl.String}
 PREVIEW_ROWS = 5
 
 
-def _shard_ids(batch: SubmittedBatch) -> pl.LazyFrame:
+def _shard_ids(batch: SubmittedBatch) -> pl.DataFrame:
     """The custom_ids of one shard file, with its batch id."""
-    return (
-        pl.scan_ndjson(batch.shard_path, schema={"custom_id": pl.String})
-        .select("custom_id")
-        .with_columns(batch_id=pl.lit(batch.batch_id))
-    )
-
-
-def _shard_ids_line_by_line(batch: SubmittedBatch) -> pl.DataFrame:
-    """`_shard_ids` with `json`, for a shard polars cannot read (an integer beyond 128 bits,
-    which JSON and the Batch API allow)."""
-    with batch.shard_path.open("rb") as lines:
-        ids = [json.loads(line)["custom_id"] for line in lines if line.strip()]
-    return pl.DataFrame({"custom_id": ids, "batch_id": batch.batch_id}, schema=_REQUESTED_SCHEMA)
+    with storage.local_copy(batch.shard_url) as path:
+        try:
+            ids = pl.read_ndjson(path, schema={"custom_id": pl.String}).select("custom_id")
+        except pl.exceptions.ComputeError:  # an integer polars cannot read (beyond 128 bits,
+            # which JSON and the Batch API allow): read the ids with `json` instead
+            with path.open("rb") as lines:
+                custom_ids = [json.loads(line)["custom_id"] for line in lines if line.strip()]
+            ids = pl.DataFrame({"custom_id": custom_ids}, schema={"custom_id": pl.String})
+    return ids.with_columns(batch_id=pl.lit(batch.batch_id))
 
 
 def requested_ids(submission: Submission) -> pl.DataFrame:
     """Every custom_id submitted, with the batch it went to."""
     if not submission.batches:
         return pl.DataFrame(schema=_REQUESTED_SCHEMA)
-    try:
-        return pl.concat([_shard_ids(batch) for batch in submission.batches]).collect()
-    except pl.exceptions.ComputeError:  # a shard holds an integer polars cannot read
-        return pl.concat([_shard_ids_line_by_line(batch) for batch in submission.batches])
+    return pl.concat([_shard_ids(batch) for batch in submission.batches])
 
 
-def _download(client: BatchClient, file_id: str, destination: Path) -> Path:
-    """A result file, downloaded once: files never change, so an earlier run's copy is reused."""
-    if not destination.exists():
+def _downloaded_and_parsed(
+    client: BatchClient, file_id: str, destination: UPath, batch_id: str
+) -> tuple[str, pl.DataFrame]:
+    """A result file, downloaded once (files never change, so an earlier run's copy is reused),
+    and its lines parsed."""
+    if not storage.exists(destination):
         client.download(file_id, destination)
-    return destination
+    with storage.local_copy(destination) as path:
+        return storage.url_of(destination), parse_batch_file(path, batch_id=batch_id)
 
 
 def _validation_failure(failed: Sequence[Batch]) -> dg.Failure:
@@ -141,19 +138,22 @@ def _preview(frame: pl.DataFrame, columns: Sequence[str]) -> str:
 
 
 def collect_results(
-    client: BatchClient, submission: Submission, batches: Sequence[Batch], downloads: Path
-) -> tuple[list[Path], list[Path], pl.DataFrame]:
-    """Output files, error files and every line parsed; unreturned requests as error lines."""
-    output_files, error_files, frames = [], [], []
+    client: BatchClient, submission: Submission, batches: Sequence[Batch], downloads: UPath
+) -> tuple[list[str], list[str], pl.DataFrame]:
+    """Output and error file URLs and every line parsed; unreturned requests as error lines."""
+    output_files: list[str] = []
+    error_files: list[str] = []
+    frames: list[pl.DataFrame] = []
     for batch in batches:
         for file_id, kind, files in (
             (batch.output_file_id, "output", output_files),
             (batch.error_file_id, "errors", error_files),
         ):
             if file_id:
-                path = _download(client, file_id, downloads / f"{batch.id}_{kind}.jsonl")
-                files.append(path)
-                frames.append(parse_batch_file(path, batch_id=batch.id))
+                destination = downloads / f"{batch.id}_{kind}.jsonl"
+                url, lines = _downloaded_and_parsed(client, file_id, destination, batch.id)
+                files.append(url)
+                frames.append(lines)
     returned = pl.concat(frames) if frames else empty_results()
     missing = requested_ids(submission).join(returned, on="custom_id", how="anti")
     if missing.height:
@@ -190,6 +190,7 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
         outs={
             output_name: dg.AssetOut(
                 key=spec.output_key,
+                io_manager_key=spec.records_io_manager_key,
                 description="Every successful answer, one row per custom_id (Parquet), and the "
                 "raw output files; materialized by batch_completion_sensor when the batches end.",
                 **common,
@@ -228,12 +229,12 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
         failed = [batch for batch in latest_batches if batch.status == "failed"]
         if any(not hit_token_limit(batch) for batch in failed):
             raise _validation_failure(failed)
-        spec.remove_orphaned_temporaries(context.log.info)
+        spec.prepare_storage(context.log.info)
         run_dir = spec.run_dir(context.run.run_id)
         folder = run_dir / "results"
         batches: list[Batch] = []
-        output_files: list[Path] = []
-        error_files: list[Path] = []
+        output_files: list[str] = []
+        error_files: list[str] = []
         returned: list[pl.DataFrame] = []
         for attempt in attempts:
             attempt_batches = [found[batch_id] for batch_id in attempt.submission.batch_ids]
@@ -292,8 +293,8 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
         result = BatchResult(
             output_files=tuple(output_files),
             error_files=tuple(error_files),
-            output_table=write_parquet(output, folder / "output.parquet"),
-            errors_table=write_parquet(errors, folder / "errors.parquet"),
+            output_table=storage.write_parquet(output, folder / "output.parquet"),
+            errors_table=storage.write_parquet(errors, folder / "errors.parquet"),
             batch_ids=tuple(batch.id for batch in batches),
         )
         statuses = Counter(batch.status for batch in batches)
@@ -314,7 +315,7 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
                     "row_count": dg.MetadataValue.int(output.height),
                     "attempts": dg.MetadataValue.int(latest.number),
                     **usage_metadata(batches, output, spec),
-                    "output_table": dg.MetadataValue.path(str(result.output_table)),
+                    "output_table": dg.MetadataValue.path(result.output_table),
                     "preview": dg.MetadataValue.md(
                         _preview(output, ["custom_id", "answer", "finish_reason"])
                     ),
@@ -332,7 +333,7 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
                         round(errors.height / total, 6) if total else 0.0
                     ),
                     "error_codes": dg.MetadataValue.json(dict(sorted(codes.items()))),
-                    "errors_table": dg.MetadataValue.path(str(result.errors_table)),
+                    "errors_table": dg.MetadataValue.path(result.errors_table),
                 },
             )
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
+from upath import UPath
 
 from batch_assets.core.costs import DEFAULT_PRICES, ModelPrice
 from batch_assets.core.limits import DEFAULT_LIMITS, BatchLimits, check_endpoint
@@ -17,7 +18,7 @@ from batch_assets.pipeline.parquet_io_manager import PolarsParquetIOManager
 from batch_assets.pipeline.request_assets import build_requests_asset, source_file_spec
 from batch_assets.pipeline.results_asset import build_results_asset
 from batch_assets.pipeline.sources import BatchSource, DataFrameSource, JsonlFileSource
-from batch_assets.pipeline.spec import PipelineSpec
+from batch_assets.pipeline.spec import PipelineSpec, resolve_storage
 from batch_assets.pipeline.submit_asset import build_submit_asset
 
 RESERVED_METADATA_KEYS = 5
@@ -38,7 +39,7 @@ def build_batch_pipeline(
     max_error_rate: float = 0.05,
     max_attempts: int = 3,
     schedule: str | None = None,
-    storage_dir: Path | str | None = None,
+    storage_dir: Path | str | UPath | None = None,
     resource_key: str = "openai_batch",
     io_manager_key: str | None = None,
 ) -> dg.Definitions:
@@ -49,7 +50,10 @@ def build_batch_pipeline(
     `batch_completion_sensor` (in `batch_assets/defs`) watches the batches and materializes the
     downloads when they end. The errors and results frames are stored as Parquet under
     `<storage>/<name>/tables/` by the `<name>_io_manager` resource returned here, unless
-    `io_manager_key` names an IO manager you provide.
+    `io_manager_key` names an IO manager you provide; the records runs hand each other (shards,
+    submission, result files) are pickled under `<storage>/<name>/records/` by
+    `<name>_records_io_manager`. The storage is `storage_dir`, else $BATCH_ASSETS_STORAGE_DIR,
+    else `data/generated/`: a path or a URL such as `s3://bucket/prefix`, read once here.
     """
     if not _NAME.match(name):
         raise ValueError(
@@ -72,6 +76,7 @@ def build_batch_pipeline(
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
     if not 0 <= max_error_rate <= 1:
         raise ValueError(f"max_error_rate must be between 0 and 1, got {max_error_rate}")
+    storage, storage_setting = resolve_storage(storage_dir)
     spec = PipelineSpec(
         name=name,
         source=source,
@@ -84,7 +89,8 @@ def build_batch_pipeline(
         prices=dict(prices),
         max_error_rate=max_error_rate,
         max_attempts=max_attempts,
-        storage_dir=Path(storage_dir) if storage_dir is not None else None,
+        storage=storage,
+        storage_setting=storage_setting,
         resource_key=resource_key,
         io_manager_key=f"{name}_io_manager" if io_manager_key is None else io_manager_key,
     )
@@ -118,9 +124,12 @@ def build_batch_pipeline(
         asset_checks=build_checks(spec),
         jobs=[submit_job, build_cancel_job(spec)],
         schedules=schedules,
-        resources=(
-            {spec.io_manager_key: PolarsParquetIOManager(base_dir=str(spec.tables_dir))}
-            if io_manager_key is None
-            else {}
-        ),
+        resources={
+            spec.records_io_manager_key: dg.FilesystemIOManager(base_dir=str(spec.records_dir)),
+            **(
+                {spec.io_manager_key: PolarsParquetIOManager(base_dir=str(spec.tables_dir))}
+                if io_manager_key is None
+                else {}
+            ),
+        },
     )

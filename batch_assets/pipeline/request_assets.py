@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from batch_assets.core import storage
 from batch_assets.core.request_template import TemplateError, render_requests
 from batch_assets.core.request_validation import RequestValidationError
 from batch_assets.core.sharding import (
@@ -46,7 +47,7 @@ def preview_table(shards: Sequence[Shard]) -> str:
     """The first requests as a Markdown table."""
     rows = ["| custom_id | model | prompt |", "| --- | --- | --- |"]
     if shards:
-        with shards[0].path.open("rb") as lines:
+        with storage.open_for_reading(shards[0].url) as lines:
             for _, raw in zip(range(PREVIEW_ROWS), lines, strict=False):
                 request = json.loads(raw)
                 body = request.get("body") or {}
@@ -65,7 +66,7 @@ def requests_metadata(shards: Sequence[Shard]) -> dict[str, Any]:
         "input_tokens_estimate": dg.MetadataValue.int(
             sum(shard.est_input_tokens for shard in shards)
         ),
-        "shard_files": dg.MetadataValue.json([str(shard.path) for shard in shards]),
+        "shard_files": dg.MetadataValue.json([shard.url for shard in shards]),
         "preview": dg.MetadataValue.md(preview_table(shards)),
     }
 
@@ -86,7 +87,7 @@ def _build_shards(
 ) -> dg.Output[list[Shard]]:
     source = spec.source
     out_dir = spec.run_dir(context.run.run_id) / "requests"
-    spec.remove_orphaned_temporaries(context.log.info)
+    spec.prepare_storage(context.log.info)
     try:
         if isinstance(source, DataFrameSource):
             assert frame is not None
@@ -106,13 +107,14 @@ def _build_shards(
                 limits=spec.limits,
             )
         elif isinstance(source, JsonlFileSource):
-            shards = shard_jsonl_file(
-                source.path,
-                out_dir,
-                endpoint=spec.endpoint,
-                limits=spec.limits,
-                source=str(source.path),
-            )
+            with storage.local_copy(source.path) as path:
+                shards = shard_jsonl_file(
+                    path,
+                    out_dir,
+                    endpoint=spec.endpoint,
+                    limits=spec.limits,
+                    source=storage.safe_url(source.path),
+                )
         else:
             shards = shard_requests(
                 source.function(), out_dir, endpoint=spec.endpoint, limits=spec.limits
@@ -125,7 +127,8 @@ def _build_shards(
             allow_retries=False,
         ) from error
     context.log.info(
-        f"{sum(s.n_requests for s in shards)} requests in {len(shards)} shard(s) at {out_dir}"
+        f"{sum(s.n_requests for s in shards)} requests in {len(shards)} shard(s) at "
+        f"{storage.url_of(out_dir)}"
     )
     return dg.Output(shards, metadata=requests_metadata(shards))
 
@@ -153,6 +156,7 @@ def build_requests_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
     decorator = dict(
         name=spec.requests_key.path[-1],
         group_name=spec.group_name,
+        io_manager_key=spec.records_io_manager_key,
         kinds={"polars", "openai"},
         tags=spec.tags(),
         description=f"Batch requests for {spec.endpoint}, {origin}, validated and split into "

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import dagster as dg
 import polars as pl
 
+from batch_assets.core import storage
 from batch_assets.core.output_parsing import JSON_ANSWER_COLUMN, RESULT_SCHEMA, decode_json_answers
 from batch_assets.core.records import BatchResult
 from batch_assets.core.request_template import RequestTemplate
@@ -108,7 +109,7 @@ def build_results_asset(spec: PipelineSpec, source: DataFrameSource) -> dg.Asset
                 allow_retries=False,
             )
         returned = pl.concat(
-            [pl.read_parquet(result.output_table), pl.read_parquet(result.errors_table)]
+            [storage.read_parquet(result.output_table), storage.read_parquet(result.errors_table)]
         )
         if source.template.response_format is not None:
             returned = decode_json_answers(returned, schema=source.template.response_format)

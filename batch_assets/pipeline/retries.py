@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
+from upath import UPath
 
 from batch_assets.core.batch_client import BatchClient
 from batch_assets.core.records import Submission, SubmittedBatch
@@ -61,8 +61,8 @@ def recorded_attempts(
         if metadata["retry_of"] != root:
             continue
         batches = tuple(
-            SubmittedBatch(batch_id, file_id, key, Path(path), count, model)
-            for batch_id, file_id, key, path, count, model in metadata["retry_batches"]  # type: ignore[union-attr]
+            SubmittedBatch(batch_id, file_id, key, url, count, model)
+            for batch_id, file_id, key, url, count, model in metadata["retry_batches"]  # type: ignore[union-attr]
         )
         number = int(metadata["attempt"])  # type: ignore[arg-type]
         follow_ups.setdefault(
@@ -82,10 +82,10 @@ def submit_follow_up(
     first: Submission,
     retry_ids: set[str],
     attempt: int,
-    folder: Path,
+    folder: UPath,
 ) -> Submission:
     """Shard the original lines of `retry_ids` and submit them, reusing what was already made."""
-    lines = request_lines([batch.shard_path for batch in first.batches], retry_ids)
+    lines = request_lines([batch.shard_url for batch in first.batches], retry_ids)
     shards = shard_request_lines(lines, folder, endpoint=spec.endpoint, limits=spec.limits)
     made = submit_shards(
         client,
@@ -123,7 +123,7 @@ def follow_up_materialization(
                         b.batch_id,
                         b.input_file_id,
                         b.shard_key,
-                        str(b.shard_path),
+                        b.shard_url,
                         b.request_count,
                         b.model,
                     ]

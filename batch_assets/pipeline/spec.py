@@ -8,16 +8,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from upath import UPath
 
-from batch_assets.core.atomic import remove_orphaned_temporaries
 from batch_assets.core.costs import ModelPrice
 from batch_assets.core.limits import BatchLimits
+from batch_assets.core.storage import (
+    check_storage,
+    describe_removed,
+    remove_orphaned_temporaries,
+    storage_location,
+)
 from batch_assets.pipeline.sensor import DOWNLOAD_ROLE, PIPELINE_TAG, ROLE_TAG, SUBMISSION_ROLE
 from batch_assets.pipeline.sources import BatchSource
 from batch_assets.project import GENERATED_DIR
 
 STORAGE_DIR_VARIABLE = "BATCH_ASSETS_STORAGE_DIR"
 DEFAULT_STORAGE_DIR = GENERATED_DIR
+
+
+def resolve_storage(storage_dir: str | Path | UPath | None) -> tuple[UPath, str]:
+    """The storage root (`storage_dir`, else $BATCH_ASSETS_STORAGE_DIR, else `data/generated/`),
+    and the name of the setting it came from; an unknown scheme fails here, by that name."""
+    if storage_dir is not None:
+        setting, value = "storage_dir", storage_dir
+    elif os.environ.get(STORAGE_DIR_VARIABLE):
+        setting, value = STORAGE_DIR_VARIABLE, os.environ[STORAGE_DIR_VARIABLE]
+    else:
+        setting, value = STORAGE_DIR_VARIABLE, DEFAULT_STORAGE_DIR
+    return storage_location(value, setting=setting), setting
 
 
 @dataclass(frozen=True)
@@ -35,9 +53,15 @@ class PipelineSpec:
     prices: dict[str, ModelPrice]
     max_error_rate: float
     max_attempts: int
-    storage_dir: Path | None
+    storage: UPath
+    storage_setting: str
     resource_key: str
     io_manager_key: str
+
+    @property
+    def records_io_manager_key(self) -> str:
+        """The IO manager that pickles the records runs hand each other, on the storage."""
+        return f"{self.name}_records_io_manager"
 
     @property
     def requests_key(self) -> dg.AssetKey:
@@ -80,30 +104,31 @@ class PipelineSpec:
     download_role = DOWNLOAD_ROLE
 
     @property
-    def storage_root(self) -> Path:
-        """Where this pipeline's runs write their files (never inside `data/` inputs)."""
-        root = self.storage_dir or Path(os.environ.get(STORAGE_DIR_VARIABLE, DEFAULT_STORAGE_DIR))
-        return root / self.name
+    def storage_root(self) -> UPath:
+        """Where this pipeline's runs write every file a later run reads."""
+        return self.storage / self.name
 
     @property
-    def downloads_dir(self) -> Path:
+    def downloads_dir(self) -> UPath:
         """Where result files are downloaded, once each, for every run to read."""
         return self.storage_root / "downloads"
 
     @property
-    def tables_dir(self) -> Path:
+    def tables_dir(self) -> UPath:
         """Where the pipeline's own IO manager keeps the errors and results tables."""
         return self.storage_root / "tables"
 
-    def run_dir(self, run_id: str) -> Path:
+    @property
+    def records_dir(self) -> UPath:
+        """Where the pickled records (shards, submission, results) are kept between runs."""
+        return self.storage_root / "records"
+
+    def run_dir(self, run_id: str) -> UPath:
         """Where one run of this pipeline writes its files."""
         return self.storage_root / run_id
 
-    def remove_orphaned_temporaries(self, log: Callable[[str], None]) -> None:
-        """Delete temporaries that killed runs of this pipeline left behind, and say so."""
-        removed = remove_orphaned_temporaries(self.storage_root)
-        if removed:
-            log(
-                f"Removed {len(removed)} temporary file(s) that killed runs left behind: "
-                f"{', '.join(str(path) for path in removed[:5])}"
-            )
+    def prepare_storage(self, log: Callable[[str], None]) -> None:
+        """Check that the store answers (bucket, credentials), before anything is uploaded;
+        then remove what killed runs of this pipeline left behind, and say so."""
+        check_storage(self.storage, setting=self.storage_setting)
+        describe_removed(remove_orphaned_temporaries(self.storage_root), log)

@@ -64,7 +64,7 @@ def submit_shards(
                 f"({batch.status}); reusing it."
             )
             submitted[index] = SubmittedBatch(
-                batch.id, batch.input_file_id, key, shard.path, shard.n_requests, shard.model
+                batch.id, batch.input_file_id, key, shard.url, shard.n_requests, shard.model
             )
     todo = [index for index in range(len(shards)) if index not in submitted]
     orphans = client.find_files({upload_filename(keys[index]) for index in todo}) if todo else {}
@@ -80,7 +80,7 @@ def submit_shards(
 
     def submit_one(index: int) -> SubmittedBatch:
         shard, key = shards[index], keys[index]
-        uploaded = reused_uploads.get(index) or client.upload(shard.path, upload_filename(key))
+        uploaded = reused_uploads.get(index) or client.upload(shard.url, upload_filename(key))
         batch = client.create(
             uploaded.id,
             endpoint=spec.endpoint,
@@ -93,7 +93,7 @@ def submit_shards(
                 SHARD_METADATA_KEY: f"{index + 1}/{len(shards)}",
             },
         )
-        return SubmittedBatch(batch.id, uploaded.id, key, shard.path, shard.n_requests, shard.model)
+        return SubmittedBatch(batch.id, uploaded.id, key, shard.url, shard.n_requests, shard.model)
 
     with ThreadPoolExecutor(max_workers=max(1, min(UPLOAD_WORKERS, len(todo)))) as pool:
         for index, made in zip(todo, pool.map(submit_one, todo), strict=True):

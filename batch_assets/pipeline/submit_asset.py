@@ -21,6 +21,7 @@ def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         name=spec.batch_key.path[-1],
         ins={"shards": dg.AssetIn(spec.requests_key)},
         group_name=spec.group_name,
+        io_manager_key=spec.records_io_manager_key,
         kinds={"openai"},
         tags=spec.tags(spec.submission_role),
         required_resource_keys={spec.resource_key},

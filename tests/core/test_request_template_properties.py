@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
+from upath import UPath
 
 from batch_assets.core.limits import BatchLimits
 from batch_assets.core.request_template import (
@@ -163,7 +164,7 @@ def test_shards_hold_the_rendered_lines_in_order(data: st.DataObject) -> None:
         )
         written = []
         for shard in shards:
-            content = shard.path.read_bytes()
+            content = UPath(shard.url).read_bytes()
             lines = content.decode().split("\n")
             assert lines.pop() == ""
             assert shard.n_requests == len(lines) <= limits.max_requests

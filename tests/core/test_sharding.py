@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from upath import UPath
 
 from batch_assets.core.limits import BatchLimits
 from batch_assets.core.request_template import RequestTemplate, render_requests
@@ -47,7 +48,7 @@ def embedding(index: int, inputs: list[str]) -> dict[str, Any]:
 
 
 def read_shard(shard: Shard) -> list[dict[str, Any]]:
-    lines = shard.path.read_text(encoding="utf-8").split("\n")
+    lines = UPath(shard.url).read_text(encoding="utf-8").split("\n")
     assert lines[-1] == ""
     return [json.loads(line) for line in lines[:-1]]
 
@@ -56,7 +57,7 @@ def check_shards(shards: list[Shard], limits: BatchLimits) -> list[dict[str, Any
     """Every shard file agrees with its record and the limits; return all requests in order."""
     requests: list[dict[str, Any]] = []
     for shard in shards:
-        data = shard.path.read_bytes()
+        data = UPath(shard.url).read_bytes()
         assert data.endswith(b"\n")
         assert shard.n_bytes == len(data) <= limits.max_bytes
         assert shard.sha256 == hashlib.sha256(data).hexdigest()
@@ -76,7 +77,7 @@ def test_split_by_count(tmp_path: Path) -> None:
     requests = [request(i) for i in range(10)]
     shards = shard_requests(requests, tmp_path, endpoint=CHAT, limits=limits)
     assert [s.n_requests for s in shards] == [3, 3, 3, 1]
-    assert [s.path.name for s in shards] == [f"shard-0000{i}.jsonl" for i in range(4)]
+    assert [UPath(s.url).name for s in shards] == [f"shard-0000{i}.jsonl" for i in range(4)]
     assert check_shards(shards, limits) == requests
 
 
@@ -154,7 +155,7 @@ def test_file_input_in_small_chunks(tmp_path: Path) -> None:
     shards = shard_jsonl_file(path, tmp_path / "out", endpoint=CHAT, limits=limits, chunk_bytes=500)
     got = check_shards(shards, limits)
     assert sorted(r["custom_id"] for r in got) == sorted(r["custom_id"] for r in requests)
-    assert all(b"\r" not in s.path.read_bytes() for s in shards)
+    assert all(b"\r" not in UPath(s.url).read_bytes() for s in shards)
 
 
 def test_frame_from_a_template(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from upath import UPath
 
 from batch_assets.core.limits import EMBEDDINGS, MODERATIONS, BatchLimits
 from batch_assets.core.request_validation import RequestValidationError
@@ -135,7 +136,7 @@ def test_shards_equal_the_reference(endpoint: str, data: st.DataObject) -> None:
             return
         got = []
         for shard in shards:
-            content = shard.path.read_bytes()
+            content = UPath(shard.url).read_bytes()
             lines = content.decode().split("\n")
             assert lines.pop() == ""
             assert shard.n_bytes == len(content)

@@ -10,6 +10,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from upath import UPath
 
 from batch_assets.core.limits import BatchLimits
 from batch_assets.core.portable_json import may_hold_long_integer
@@ -124,7 +125,7 @@ def test_values_at_the_edge_pass_and_polars_reads_the_shards(tmp_path: Path) -> 
     path.write_bytes(b"".join(request_line(i, body) + b"\n" for i, body in enumerate(GOOD_TEXT)))
     [shard] = shard_jsonl_file(path, tmp_path / "shards", endpoint=CHAT)
     assert shard.n_requests == len(GOOD_TEXT)
-    lines = shard.path.read_bytes().splitlines(keepends=True)
+    lines = UPath(shard.url).read_bytes().splitlines(keepends=True)
     del lines[1]
     ids = pl.read_ndjson(b"".join(lines), schema={"custom_id": pl.String})["custom_id"]
     assert ids.to_list() == [f"r{i}" for i in range(len(GOOD_TEXT)) if i != 1]
@@ -186,7 +187,7 @@ def test_an_integer_beyond_a_double_comes_before_later_problems(tmp_path: Path) 
 def test_edge_values_in_dicts_pass(tmp_path: Path) -> None:
     requests = [chat(1, seed=2**1024 - 2**971, big=2**200), chat(2, stop="9" * 400)]
     [shard] = shard_requests(iter(requests), tmp_path, endpoint=CHAT)
-    assert [json.loads(line) for line in shard.path.read_text().splitlines()] == requests
+    assert [json.loads(line) for line in UPath(shard.url).read_text().splitlines()] == requests
 
 
 TEMPLATE = {"endpoint": CHAT, "model": "m", "user_template": "{text}"}

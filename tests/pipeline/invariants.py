@@ -14,7 +14,7 @@ from batch_assets.pipeline.submission import SHARD_KEY_METADATA_KEY
 
 
 def assert_each_custom_id_once(
-    output_table: Path, errors_table: Path, custom_ids: Sequence[str]
+    output_table: str, errors_table: str, custom_ids: Sequence[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Every input custom_id is in exactly one of output and errors; the two frames."""
     output, errors = pl.read_parquet(output_table), pl.read_parquet(errors_table)

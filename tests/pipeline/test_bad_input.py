@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 import pytest
+from upath import UPath
 
 from batch_assets.core.limits import BatchLimits
 from batch_assets.pipeline.factory import build_batch_pipeline
@@ -108,7 +109,7 @@ def test_bad_file_fails_before_upload_and_keeps_previous_files(
         harness = _harness(api, tmp_path, instance)
         assert harness.materialize([f"{NAME}_requests"]).success
         [previous] = harness.latest_metadata(f"{NAME}_requests")["shard_files"]
-        previous_bytes = Path(previous).read_bytes()
+        previous_bytes = UPath(previous).read_bytes()
         source.write_bytes(content)
 
         failed = harness.materialize(SUBMIT, raise_on_error=False)
@@ -124,7 +125,7 @@ def test_bad_file_fails_before_upload_and_keeps_previous_files(
             assert f"field {field!r}" in message
             assert metadata["field"] == field
         assert api.admin("GET", "stats")["total"] == 0
-        assert Path(previous).read_bytes() == previous_bytes
+        assert UPath(previous).read_bytes() == previous_bytes
         assert harness.latest_metadata(f"{NAME}_requests")["shard_files"] == [previous]
         assert instance.get_latest_materialization_event(dg.AssetKey(f"{NAME}_batch")) is None
         assert_no_half_written_file(tmp_path / "gen")
@@ -210,7 +211,7 @@ def test_crlf_mixed_models_and_path_like_custom_ids_go_through(
     with dg.instance_for_test() as instance:
         harness = _harness(api, tmp_path, instance)
         harness.materialize(SUBMIT)
-        shards = [Path(path) for path in harness.latest_metadata(f"{NAME}_requests")["shard_files"]]
+        shards = [UPath(path) for path in harness.latest_metadata(f"{NAME}_requests")["shard_files"]]
         result = harness.run_until_downloaded(f"{NAME}_output")
 
         assert len(shards) == 2
@@ -222,4 +223,4 @@ def test_crlf_mixed_models_and_path_like_custom_ids_go_through(
             "gpt-4o": 2,
             "gpt-4o-mini": 4,
         }
-        assert all(path.parent.name == "downloads" for path in batch_result.output_files)
+        assert all(UPath(url).parent.name == "downloads" for url in batch_result.output_files)

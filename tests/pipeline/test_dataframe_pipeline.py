@@ -101,7 +101,7 @@ def test_materialize_all_then_sensor_finishes_the_job(api: LocalBatchAPI, tmp_pa
         assert {answer["sentiment"] for answer in answers} <= {"positive", "negative"}
         tables = tmp_path / "generated" / "tiny" / "tables"
         results_path = harness.latest_metadata("tiny_results")["path"]
-        assert results_path == str(tables / "tiny_results.parquet")
+        assert results_path == (tables / "tiny_results.parquet").as_uri()
         assert pl.read_parquet(tables / "tiny_results.parquet").equals(results)
         assert pl.read_parquet(tables / "tiny_errors.parquet").height == 0
         pickles = Path(instance.storage_directory())

@@ -7,12 +7,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from batch_assets.core.limits import BatchLimits
 from batch_assets.core.request_template import RequestTemplate
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.sources import DataFrameSource, IteratorSource, JsonlFileSource
-from batch_assets.pipeline.spec import PipelineSpec
 
 TEMPLATE = RequestTemplate(
     endpoint="/v1/chat/completions", model="gpt-4o-mini", user_template="{text}"
@@ -81,24 +79,41 @@ def test_endpoint_must_match_the_template() -> None:
         build_batch_pipeline("t", DataFrameSource("rows", TEMPLATE), endpoint="/v1/embeddings")
 
 
-def test_storage_dir_defaults_under_data_generated(monkeypatch: pytest.MonkeyPatch) -> None:
+def _storage_root(defs: dg.Definitions, name: str) -> str:
+    manager = (defs.resources or {})[f"{name}_records_io_manager"]
+    return manager.base_dir
+
+
+def test_storage_defaults_under_data_generated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BATCH_ASSETS_STORAGE_DIR", raising=False)
-    spec = PipelineSpec(
-        name="x",
-        source=JsonlFileSource("a"),
-        endpoint="/v1/chat/completions",
-        completion_window="24h",
-        metadata={},
-        group_name="x",
-        description=None,
-        limits=BatchLimits(),
-        prices={},
-        max_error_rate=0.05,
-        max_attempts=3,
-        storage_dir=None,
-        resource_key="openai_batch",
-        io_manager_key="x_io_manager",
-    )
-    assert spec.run_dir("run-1").parts[-4:] == ("data", "generated", "x", "run-1")
+    defs = build_batch_pipeline("x", JsonlFileSource("a"))
+    assert Path(_storage_root(defs, "x")).parts[-4:] == ("data", "generated", "x", "records")
+
+
+def test_storage_comes_from_the_environment_when_the_factory_is_called(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("BATCH_ASSETS_STORAGE_DIR", "/tmp/elsewhere")
-    assert spec.run_dir("run-1") == Path("/tmp/elsewhere/x/run-1")
+    defs = build_batch_pipeline("x", JsonlFileSource("a"))
+    monkeypatch.setenv("BATCH_ASSETS_STORAGE_DIR", "/tmp/later")
+    assert _storage_root(defs, "x") == "/tmp/elsewhere/x/records"
+    assert _storage_root(build_batch_pipeline("y", JsonlFileSource("a")), "y") == (
+        "/tmp/later/y/records"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("nosuch://bucket/prefix", "unknown scheme 'nosuch://'"),
+        ("gs://bucket/prefix", "pip install 'batch-assets\\[gcs\\]'"),
+    ],
+)
+def test_an_unusable_storage_url_fails_when_the_definitions_load(
+    monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    monkeypatch.setenv("BATCH_ASSETS_STORAGE_DIR", value)
+    with pytest.raises(ValueError, match=f"BATCH_ASSETS_STORAGE_DIR={value}: .*{message}"):
+        build_batch_pipeline("x", JsonlFileSource("a"))
+    with pytest.raises(ValueError, match=f"storage_dir={value}: .*{message}"):
+        build_batch_pipeline("x", JsonlFileSource("a"), storage_dir=value)

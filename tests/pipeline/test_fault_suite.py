@@ -18,6 +18,7 @@ import dagster as dg
 import openai
 import polars as pl
 import pytest
+from upath import UPath
 
 from batch_assets.core.limits import BatchLimits
 from batch_assets.pipeline.factory import build_batch_pipeline
@@ -201,7 +202,8 @@ def download_cut(run: FaultRun) -> dg.ExecuteInProcessResult:
     result = run.finish()
     files = result.output_for_node(f"{NAME}_download", OUTPUT).output_files
     assert len(files) == 3
-    for path in files:
+    for url in files:
+        path = UPath(url)
         batch_id = path.name.removesuffix("_output.jsonl")
         file_id = run.client.batches.retrieve(batch_id).output_file_id
         assert path.read_bytes() == run.client.files.content(file_id).read()
@@ -467,7 +469,7 @@ def test_fault(
     metadata = run.harness.latest_metadata(OUTPUT)
     errors_metadata = run.harness.latest_metadata(f"{NAME}_errors")
     _, errors = assert_each_custom_id_once(
-        Path(metadata["output_table"]), Path(errors_metadata["errors_table"]), IDS
+        metadata["output_table"], errors_metadata["errors_table"], IDS
     )
     assert set(errors["error_code"].drop_nulls().to_list()) <= fault.errors
     api.configure(http_error_rate=0.0)

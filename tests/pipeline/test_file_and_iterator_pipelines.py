@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+from upath import UPath
 
 from batch_assets.core.limits import BatchLimits
 from batch_assets.pipeline.factory import build_batch_pipeline
@@ -38,7 +39,7 @@ def test_jsonl_file_end_to_end_with_raw_files_kept(api: LocalBatchAPI, tmp_path:
         batch_result = result.output_for_node("tickets_download", "tickets_output")
         [raw_output] = batch_result.output_files
         assert sorted(
-            json.loads(line)["custom_id"] for line in raw_output.read_text().splitlines()
+            json.loads(line)["custom_id"] for line in UPath(raw_output).read_text().splitlines()
         ) == sorted(f"t{i}" for i in range(30))
         assert batch_result.error_files == ()
         output = pl.read_parquet(batch_result.output_table)

@@ -55,7 +55,7 @@ def test_frames_round_trip_through_parquet_files(tmp_path: Path) -> None:
         ).asset_materialization.metadata
 
     assert result.success
-    assert metadata["path"].value == str(tmp_path / "team" / "eager_table.parquet")
+    assert metadata["path"].value == (tmp_path / "team" / "eager_table.parquet").as_uri()
     assert pl.read_parquet(tmp_path / "team" / "eager_table.parquet").equals(FRAME)
     assert pl.read_parquet(tmp_path / "lazy_table.parquet")["answer"].to_list() == ["x", "-", "é"]
     assert result.output_for_node("both_tables")["answer_filled"].to_list() == ["x", "-", "é"]
@@ -69,7 +69,7 @@ def test_frames_round_trip_through_parquet_files(tmp_path: Path) -> None:
 
 
 def test_an_input_never_materialized_is_named_with_its_path(tmp_path: Path) -> None:
-    missing = re.escape(str(tmp_path / "lazy_table.parquet"))
+    missing = re.escape((tmp_path / "lazy_table.parquet").as_uri())
     with pytest.raises(FileNotFoundError, match=f"lazy_table has no Parquet file at {missing}"):
         dg.materialize(
             [lazy_table, optional_lazy_input],
@@ -94,7 +94,7 @@ def test_the_factory_brings_its_own_io_manager_unless_told_otherwise(tmp_path: P
     assert manager.base_dir == str(tmp_path / "own" / "tables")
 
     shared = build_batch_pipeline("shared", source, io_manager_key="warehouse")
-    assert not shared.resources
+    assert set(shared.resources or {}) == {"shared_records_io_manager"}
     key = dg.AssetKey("shared_errors")
     (download,) = [a for a in shared.assets if key in getattr(a, "keys", ())]
     assert download.get_io_manager_key_for_asset_key(key) == "warehouse"
