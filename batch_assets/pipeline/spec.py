@@ -13,6 +13,7 @@ from upath import UPath
 from batch_assets.core.costs import ModelPrice
 from batch_assets.core.limits import BatchLimits
 from batch_assets.core.storage import (
+    StorageError,
     check_storage,
     describe_removed,
     remove_orphaned_temporaries,
@@ -130,5 +131,8 @@ class PipelineSpec:
     def prepare_storage(self, log: Callable[[str], None]) -> None:
         """Check that the store answers (bucket, credentials), before anything is uploaded;
         then remove what killed runs of this pipeline left behind, and say so."""
-        check_storage(self.storage, setting=self.storage_setting)
+        try:
+            check_storage(self.storage, setting=self.storage_setting)
+        except StorageError as error:
+            raise dg.Failure(description=f"Nothing uploaded: {error}") from None
         describe_removed(remove_orphaned_temporaries(self.storage_root), log)
