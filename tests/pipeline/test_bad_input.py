@@ -211,7 +211,8 @@ def test_crlf_mixed_models_and_path_like_custom_ids_go_through(
     with dg.instance_for_test() as instance:
         harness = _harness(api, tmp_path, instance)
         harness.materialize(SUBMIT)
-        shards = [UPath(path) for path in harness.latest_metadata(f"{NAME}_requests")["shard_files"]]
+        shard_files = harness.latest_metadata(f"{NAME}_requests")["shard_files"]
+        shards = [UPath(url) for url in shard_files]
         result = harness.run_until_downloaded(f"{NAME}_output")
 
         assert len(shards) == 2
