@@ -35,3 +35,18 @@ def test_resource_targets_openai_a_base_url_or_azure() -> None:
     azure = batch_api_resource({"AZURE_OPENAI_ENDPOINT": "https://team.openai.azure.com"})
     assert azure.host == "team.openai.azure.com"
     assert azure.backend().build_client().base_url.path.startswith("/openai")
+
+
+def test_optional_variables_set_empty_count_as_unset() -> None:
+    """Deployments pass optional variables empty; an empty base URL must not replace OpenAI's."""
+    resource = batch_api_resource(
+        {
+            "OPENAI_BASE_URL": "",
+            "OPENAI_ORG_ID": "",
+            "OPENAI_PROJECT_ID": "",
+            "AZURE_OPENAI_ENDPOINT": "",
+        }
+    )
+    assert resource.azure_endpoint is None
+    assert (resource.base_url, resource.organization, resource.project) == (None, None, None)
+    assert resource.host == "api.openai.com"

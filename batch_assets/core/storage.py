@@ -41,6 +41,10 @@ SCRATCH_PREFIX = "batch_assets-"
 # Parts of a multipart upload: bounds the memory an upload takes, whatever the file's size.
 UPLOAD_PART_BYTES = 16 * 1024 * 1024
 DOWNLOAD_PART_BYTES = 8 * 1024 * 1024
+S3_ENVIRONMENT = (
+    "for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION or AWS_DEFAULT_REGION, and "
+    "AWS_ENDPOINT_URL for an S3-compatible store"
+)
 # A multipart upload this old under the pipeline's prefix was left by a killed run.
 ORPHANED_UPLOAD_SECONDS = 3600.0
 
@@ -99,6 +103,8 @@ def storage_location(url: Location, *, setting: str = "storage_dir") -> UPath:
                 "file://, s3://, gs:// or az://"
             )
         location = UPath(text) if len(scheme) > 1 else UPath(Path(text).absolute())
+    if location.protocol in ("s3", "s3a"):
+        _honour_aws_region()
     if not is_local(location):
         try:
             fsspec.get_filesystem_class(location.protocol)
@@ -110,6 +116,16 @@ def storage_location(url: Location, *, setting: str = "storage_dir") -> UPath:
                 f"not installed ({hint})"
             ) from None
     return location
+
+
+def _honour_aws_region() -> None:
+    """Let `AWS_REGION`, the region variable of AWS's other SDKs, count for s3fs too: botocore
+    reads only `AWS_DEFAULT_REGION`. Set as fsspec's default for every S3 filesystem, so Dagster's
+    own UPath IO managers get it as well."""
+    region = os.environ.get("AWS_REGION")
+    if region and not os.environ.get("AWS_DEFAULT_REGION"):
+        defaults = fsspec.config.conf.setdefault("s3", {})
+        defaults.setdefault("client_kwargs", {}).setdefault("region_name", region)
 
 
 def _bucket(location: UPath) -> str:
@@ -129,15 +145,13 @@ def _checked(url: str, setting: str) -> None:
     except PermissionError:
         raise StorageError(
             f"{setting}={safe_url(url)}: access to the bucket '{bucket}' was denied; check "
-            "the credentials in the provider's environment (for S3: AWS_ACCESS_KEY_ID, "
-            "AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL)"
+            f"the credentials in the provider's environment ({S3_ENVIRONMENT})"
         ) from None
     except Exception as error:  # botocore's NoCredentialsError, a refused endpoint, ...
         raise StorageError(
             f"{setting}={safe_url(url)}: cannot reach the bucket '{bucket}' "
             f"({type(error).__name__}: {safe_url(str(error))}); check the credentials and "
-            "endpoint in the provider's environment (for S3: AWS_ACCESS_KEY_ID, "
-            "AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL)"
+            f"endpoint in the provider's environment ({S3_ENVIRONMENT})"
         ) from None
 
 

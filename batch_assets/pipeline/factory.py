@@ -107,6 +107,7 @@ def build_batch_pipeline(
         name=f"{name}_submit_job",
         selection=dg.AssetSelection.assets(spec.requests_key, spec.batch_key),
         description=f"Build {name}'s requests and submit them; the sensor does the rest.",
+        tags=spec.tags(),
     )
     schedules = []
     if schedule is not None:

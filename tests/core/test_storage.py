@@ -171,3 +171,24 @@ def test_the_sweep_leaves_uploads_of_other_prefixes_alone(s3: S3Server) -> None:
         client.abort_multipart_upload(
             Bucket=s3.bucket, Key="someone-else/file.bin", UploadId=other["UploadId"]
         )
+
+
+def test_aws_region_counts_for_s3fs_as_it_does_for_the_other_aws_sdks(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    """botocore reads only AWS_DEFAULT_REGION; AWS_REGION alone must still set the region."""
+    env = {**os.environ, "AWS_REGION": "eu-west-3", "HOME": str(tmp_path)}
+    env.pop("AWS_DEFAULT_REGION", None)
+    code = (
+        "import dagster as dg\n"
+        "from upath import UPath\n"
+        "from batch_assets.core import storage\n"
+        f"location = storage.storage_location({s3.url('region')!r})\n"
+        "print(location.fs.client_kwargs['region_name'])\n"
+        f"print(UPath({s3.url('other')!r}).fs.client_kwargs['region_name'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["eu-west-3", "eu-west-3"]

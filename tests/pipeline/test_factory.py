@@ -10,6 +10,7 @@ import pytest
 from batch_assets.core.request_template import RequestTemplate
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.resource import OpenAIBatchResource
+from batch_assets.pipeline.sensor import PIPELINE_TAG
 from batch_assets.pipeline.sources import DataFrameSource, IteratorSource, JsonlFileSource
 
 TEMPLATE = RequestTemplate(
@@ -38,7 +39,8 @@ def test_file_source_gives_five_assets_two_checks_and_two_jobs() -> None:
     }
     checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert checks == {"every_request_answered_once", "error_rate_below_threshold"}
-    assert defs.resolve_job_def("docs_submit_job") is not None
+    # Submission runs carry the pipeline's tag, so the run queue's per-pipeline limit holds them.
+    assert defs.resolve_job_def("docs_submit_job").tags[PIPELINE_TAG] == "docs"
     assert defs.resolve_job_def("docs_cancel_job") is not None
     assert {defs.resolve_asset_graph().get(dg.AssetKey(key)).group_name for key in _keys(defs)} == {
         "g"
