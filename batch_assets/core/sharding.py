@@ -1,10 +1,10 @@
 """Stream validated requests into shard files: one model per shard, each within the batch limits.
 
-Every shard is written to a hidden temporary file (in the output directory on local disk, in scratch
-under TMPDIR for an object store), synced, and renamed or uploaded into place only once the whole
-input has been validated, so an error leaves no shard behind and the files of an earlier run
-untouched. On success, the shard files of an earlier run with the same
-prefix that the new run did not overwrite are removed, so the directory holds one shard set.
+Every shard is written to a hidden temporary file (beside its shard on local disk, in scratch under
+TMPDIR for an object store), synced, and renamed or uploaded into place only once the whole input
+has been validated, so an error leaves no shard behind and the files of an earlier run untouched.
+On success, the shard files of an earlier run with the same prefix that the new run did not
+overwrite are removed, so the directory holds one shard set.
 """
 
 from __future__ import annotations
