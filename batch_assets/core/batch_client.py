@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import httpx2
@@ -184,24 +185,28 @@ class BatchClient:
 
         On an object store the transfer goes to scratch first and then up as one upload.
         """
-        size = 0
         with atomic_path(destination) as temporary, temporary.open("wb") as out:
-            for attempt in range(1, attempts + 1):
-                headers = {"Range": f"bytes={size}-"} if size else {}
-                try:
-                    with self._client.files.with_streaming_response.content(
-                        file_id, extra_headers=headers
-                    ) as response:
-                        if size and response.status_code != PARTIAL_CONTENT:
-                            # The server sent the whole file rather than the rest: start over.
-                            out.seek(0)
-                            out.truncate()
-                            size = 0
-                        for chunk in response.iter_bytes(DOWNLOAD_CHUNK_BYTES):
-                            out.write(chunk)
-                            size += len(chunk)
-                    return size
-                except (httpx2.TransportError, APIConnectionError):
-                    if attempt == attempts:
-                        raise
+            return self.download_into(file_id, out, attempts)
+
+    def download_into(self, file_id: str, out: BinaryIO, attempts: int = DOWNLOAD_ATTEMPTS) -> int:
+        """Stream a file into `out` (a new, seekable file), resuming cut transfers; its size."""
+        size = 0
+        for attempt in range(1, attempts + 1):
+            headers = {"Range": f"bytes={size}-"} if size else {}
+            try:
+                with self._client.files.with_streaming_response.content(
+                    file_id, extra_headers=headers
+                ) as response:
+                    if size and response.status_code != PARTIAL_CONTENT:
+                        # The server sent the whole file rather than the rest: start over.
+                        out.seek(0)
+                        out.truncate()
+                        size = 0
+                    for chunk in response.iter_bytes(DOWNLOAD_CHUNK_BYTES):
+                        out.write(chunk)
+                        size += len(chunk)
+                return size
+            except (httpx2.TransportError, APIConnectionError):
+                if attempt == attempts:
+                    raise
         return size

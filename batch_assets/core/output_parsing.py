@@ -453,8 +453,13 @@ def _line_number(path: Path, offset: int) -> int:
         return count
 
 
-def parse_batch_file(path: str | Path | None, *, batch_id: str | None = None) -> pl.DataFrame:
-    """Parse an output or error file into a frame of RESULT_SCHEMA, a piece at a time."""
+def parse_batch_file(
+    path: str | Path | None, *, batch_id: str | None = None, name: str | None = None
+) -> pl.DataFrame:
+    """Parse an output or error file into a frame of RESULT_SCHEMA, a piece at a time.
+
+    `name` is the file's name in error messages (the file's own name by default).
+    """
     if path is None or not Path(path).exists() or Path(path).stat().st_size == 0:
         return empty_results()
     path = Path(path)
@@ -475,7 +480,7 @@ def parse_batch_file(path: str | Path | None, *, batch_id: str | None = None) ->
             try:
                 lines = _LINES.decode_lines(data)
             except msgspec.MsgspecError:
-                lines = _decode_slowly(bytes(data), _line_number(path, offset), path.name)
+                lines = _decode_slowly(bytes(data), _line_number(path, offset), name or path.name)
             _add_columns(lines, columns)
             del lines
             if len(columns[0]) >= _FRAME_ROWS:

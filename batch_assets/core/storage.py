@@ -38,9 +38,15 @@ EXTRAS = {
     "abfss": "azure",
 }
 SCRATCH_PREFIX = "batch_assets-"
-# Parts of a multipart upload: bounds the memory an upload takes, whatever the file's size.
+# Parts of a multipart upload, and reads of a stream from the store.
 UPLOAD_PART_BYTES = 16 * 1024 * 1024
 DOWNLOAD_PART_BYTES = 8 * 1024 * 1024
+# s3fs sends `max_concurrency` parts at once (10 by default) and holds each about twice: 320 MiB
+# for a file over 160 MiB. It also gathers a file over its 50 MiB block size in memory as that many
+# ranged GETs. Two at a time, an upload holds about 64 MiB and a download streams to disk
+# (`benchmarks/storage_bench.py` measures both).
+S3_PROTOCOLS = frozenset({"s3", "s3a"})
+S3_TRANSFER_CONCURRENCY = 2
 S3_ENVIRONMENT = (
     "for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION or AWS_DEFAULT_REGION, and "
     "AWS_ENDPOINT_URL for an S3-compatible store"
@@ -170,7 +176,14 @@ def _scratch_file(name: str) -> Path:
 
 
 def _put_kwargs(location: UPath) -> dict[str, int]:
-    return {"chunksize": UPLOAD_PART_BYTES} if location.protocol in EXTRAS else {}
+    kwargs = {"chunksize": UPLOAD_PART_BYTES} if location.protocol in EXTRAS else {}
+    if location.protocol in S3_PROTOCOLS:
+        kwargs["max_concurrency"] = S3_TRANSFER_CONCURRENCY
+    return kwargs
+
+
+def _get_kwargs(location: UPath) -> dict[str, int]:
+    return {"max_concurrency": S3_TRANSFER_CONCURRENCY} if location.protocol in S3_PROTOCOLS else {}
 
 
 def publish(scratch: Path, destination: UPath) -> None:
@@ -220,7 +233,7 @@ def local_copy(location: Location) -> Iterator[Path]:
         return
     scratch = _scratch_file(location.name)
     try:
-        location.fs.get_file(location.path, os.fspath(scratch))
+        location.fs.get_file(location.path, os.fspath(scratch), **_get_kwargs(location))
         yield scratch
     finally:
         scratch.unlink(missing_ok=True)
@@ -235,12 +248,10 @@ def open_for_reading(location: Location) -> IO[bytes]:
 
 
 def read_parquet(location: Location, columns: list[str] | None = None) -> pl.DataFrame:
-    """A Parquet file read whole, from disk or from the store."""
-    location = storage_location(location)
-    if is_local(location):
-        return pl.read_parquet(local_path(location), columns=columns)
-    with open_for_reading(location) as stream:
-        return pl.read_parquet(stream, columns=columns)
+    """A Parquet file read whole, from disk or from the store (through a scratch copy: polars
+    reads a Python stream whole into memory before it decodes it)."""
+    with local_copy(location) as path:
+        return pl.read_parquet(path, columns=columns)
 
 
 def exists(location: Location) -> bool:

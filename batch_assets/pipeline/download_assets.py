@@ -58,11 +58,16 @@ def _downloaded_and_parsed(
     client: BatchClient, file_id: str, destination: UPath, batch_id: str
 ) -> tuple[str, pl.DataFrame]:
     """A result file, downloaded once (files never change, so an earlier run's copy is reused),
-    and its lines parsed."""
-    if not storage.exists(destination):
-        client.download(file_id, destination)
-    with storage.local_copy(destination) as path:
-        return storage.url_of(destination), parse_batch_file(path, batch_id=batch_id)
+    and its lines parsed: a new download from its scratch copy, before it goes to the store."""
+    if storage.exists(destination):
+        with storage.local_copy(destination) as path:
+            lines = parse_batch_file(path, batch_id=batch_id, name=destination.name)
+        return storage.url_of(destination), lines
+    with storage.atomic_path(destination) as scratch:
+        with scratch.open("wb") as out:
+            client.download_into(file_id, out)
+        lines = parse_batch_file(scratch, batch_id=batch_id, name=destination.name)
+    return storage.url_of(destination), lines
 
 
 def _validation_failure(failed: Sequence[Batch]) -> dg.Failure:
