@@ -6,10 +6,17 @@
 - `end_to_end`: n chat requests from a polars DataFrame, 4 shards, through every stage to the
   joined results, at n=20,000 and n=200,000, each stage the best of 3 runs (each run in its own
   process, so each peak RSS is its own); the second line also shows how each stage grew for 10x
-  the input.
+  the input. `--storage s3` runs it with the pipeline's storage on a real S3 server (moto over
+  HTTP on loopback, started here; its credentials and endpoint are set only in the child process
+  that runs the pipeline, with `BATCH_ASSETS_STORAGE_DIR=s3://bucket/prefix`); that figure also
+  counts the objects written under the pipeline's prefix (`objects_written`: a few per shard and
+  table, none per request) and the S3 calls the run made (`s3_requests`, from the server's log).
+  `--storage local --storage s3` prints both. The upstream frame stays where Dagster's default
+  IO manager keeps it (the instance's folder), on both storages.
 
     .venv/bin/python benchmarks/pipeline_bench.py
     .venv/bin/python benchmarks/pipeline_bench.py --figure end_to_end --n 200000
+    .venv/bin/python benchmarks/pipeline_bench.py --figure end_to_end --n 200000 --storage s3
 """
 
 from __future__ import annotations
@@ -17,14 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import polars as pl
@@ -39,6 +49,10 @@ from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.sensor import batch_completion_sensor
 from batch_assets.pipeline.sources import DataFrameSource, IteratorSource
 
+if TYPE_CHECKING:
+    from tests.services.s3 import S3Server
+
+ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-bench-local"
 REPEATS = 3
 IN_FLIGHT = 500
@@ -49,6 +63,14 @@ SHARDS = 4
 # 10x the input may cost up to 15x the time before a stage counts as worse than linear: the
 # machine is noisy and the small size carries relatively more fixed cost in most stages.
 MAX_GROWTH = 15.0
+STORAGES = ("local", "s3")
+STORAGE_DIR_VARIABLE = "BATCH_ASSETS_STORAGE_DIR"
+# Objects one end_to_end run may leave under the pipeline's prefix on S3: per shard its request
+# file and the batch's output and error files; besides, the run's output and errors Parquet, the
+# IO manager's errors and results tables, three pickled records and one to spare. However many
+# requests.
+MAX_OBJECTS_PER_SHARD = 3
+MAX_OTHER_OBJECTS = 8
 SENTIMENT_SCHEMA = {
     "type": "object",
     "properties": {
@@ -284,8 +306,11 @@ def step_windows(
     return windows
 
 
-def end_to_end_once(n: int, workdir: Path) -> dict[str, Any]:
-    """One run of the whole pipeline on a fresh local Batch API and Dagster instance."""
+def end_to_end_once(n: int, workdir: Path, storage_dir: str | Path | None) -> dict[str, Any]:
+    """One run of the whole pipeline on a fresh local Batch API and Dagster instance.
+
+    `storage_dir` None: the storage $BATCH_ASSETS_STORAGE_DIR names (the S3 run sets it).
+    """
     frame = review_frame(n)
 
     @dg.asset(name="e2e_reviews")
@@ -310,7 +335,7 @@ def end_to_end_once(n: int, workdir: Path) -> dict[str, Any]:
                 ),
             ),
             limits=BatchLimits(max_requests=math.ceil(n / SHARDS)),
-            storage_dir=workdir / "generated",
+            storage_dir=storage_dir,
         )
         defs = dg.Definitions.merge(
             pipeline,
@@ -386,28 +411,82 @@ def end_to_end_once(n: int, workdir: Path) -> dict[str, Any]:
     }
 
 
-def end_to_end_run(n: int) -> dict[str, Any]:
-    """One repetition in this process, with this process's peak RSS."""
+def end_to_end_run(n: int, storage: str) -> dict[str, Any]:
+    """One repetition in this process, with this process's peak RSS.
+
+    On S3 the storage is $BATCH_ASSETS_STORAGE_DIR, which the parent set with the AWS variables.
+    """
+    if storage == "s3":
+        assert os.environ.get(STORAGE_DIR_VARIABLE, "").startswith("s3://"), "no S3 storage set"
     with tempfile.TemporaryDirectory() as tmp:
-        run = end_to_end_once(n, Path(tmp))
+        storage_dir = Path(tmp) / "generated" if storage == "local" else None
+        run = end_to_end_once(n, Path(tmp), storage_dir)
     return {**run, "peak_rss_mb": peak_rss_mb()}
 
 
-def end_to_end_in_child(n: int) -> dict[str, Any]:
-    """One repetition in a fresh interpreter, so that its peak RSS is its own."""
+def delete_prefix(s3: S3Server, prefix: str) -> None:
+    """Remove a run's objects, so that the server's memory does not grow run after run."""
+    client = s3.client()
+    keys = s3.object_keys(prefix)
+    for start in range(0, len(keys), 1000):
+        client.delete_objects(
+            Bucket=s3.bucket,
+            Delete={"Objects": [{"Key": key} for key in keys[start : start + 1000]]},
+        )
+
+
+def end_to_end_in_child(n: int, s3: S3Server | None = None) -> dict[str, Any]:
+    """One repetition in a fresh interpreter, so that its peak RSS is its own.
+
+    With `s3`, the child's storage is a fresh prefix in its bucket: the AWS variables and
+    $BATCH_ASSETS_STORAGE_DIR are set in the child's environment only. The objects it wrote and
+    the S3 calls it made are counted, then the objects removed.
+    """
+    storage = "local" if s3 is None else "s3"
     command = [sys.executable, __file__, "--figure", "end_to_end", "--n", str(n), "--raw"]
-    out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    command += ["--storage", storage]
+    if s3 is None:
+        out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+    prefix = f"bench/e2e-{n}-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as scratch:
+        env = os.environ | s3.env | {STORAGE_DIR_VARIABLE: s3.url(prefix), "TMPDIR": scratch}
+        offset = s3.log_offset()
+        out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
+        time.sleep(0.2)  # the server writes its log line after answering
+        calls = s3.requests_since(offset)
+        # What the run left in its scratch (TMPDIR): its own temporary folder is gone by now.
+        scratch_left = sorted(path.name for path in Path(scratch).iterdir())
+    keys = s3.object_keys(prefix + "/")
+    delete_prefix(s3, prefix + "/")
+    run = json.loads(out.strip().splitlines()[-1])
+    pipeline_keys = [key.removeprefix(f"{prefix}/e2e/") for key in keys]
+    return {
+        **run,
+        "objects_written": len(keys),
+        "objects_by_folder": dict(Counter(object_folder(key) for key in pipeline_keys)),
+        "s3_requests": sum(calls.values()),
+        "s3_requests_by_kind": dict(sorted(calls.items())),
+        "scratch_left": scratch_left,
+    }
 
 
-def bench_end_to_end(n: int, repeats: int) -> dict[str, Any]:
+def object_folder(key: str) -> str:
+    """`downloads`, `tables`, `records`, or `<run>/requests`, `<run>/results` as `run/...`."""
+    parts = key.split("/")
+    if parts[0] in ("downloads", "tables", "records"):
+        return parts[0]
+    return "run/" + "/".join(parts[1:-1]) if len(parts) > 2 else "run"
+
+
+def bench_end_to_end(n: int, repeats: int, s3: S3Server | None = None) -> dict[str, Any]:
     """The end_to_end figure for one size: each stage the best of `repeats` runs."""
-    runs = [end_to_end_in_child(n) for _ in range(repeats)]
+    runs = [end_to_end_in_child(n, s3) for _ in range(repeats)]
     best = {
         key: round(min(run[key] for run in runs), 3) for key in ("total_s", "upstream_s", *STAGES)
     }
     shards = runs[0]["shards"]
-    return {
+    figure: dict[str, Any] = {
         "name": "end_to_end",
         "n": n,
         "ours_s": best["total_s"],
@@ -427,6 +506,22 @@ def bench_end_to_end(n: int, repeats: int) -> dict[str, Any]:
         "target": f"shards >= {SHARDS}",
         "met": shards >= SHARDS,
     }
+    if s3 is None:
+        return figure
+    objects = max(run["objects_written"] for run in runs)
+    max_objects = MAX_OBJECTS_PER_SHARD * shards + MAX_OTHER_OBJECTS
+    return {
+        **figure,
+        "storage": "s3",
+        "objects_written": objects,
+        "objects_by_folder": runs[0]["objects_by_folder"],
+        "objects_per_request": round(objects / n, 6),
+        "s3_requests": max(run["s3_requests"] for run in runs),
+        "s3_requests_by_kind": runs[0]["s3_requests_by_kind"],
+        "scratch_left": max((run["scratch_left"] for run in runs), key=len),
+        "target": f"shards >= {SHARDS} and objects_written <= {max_objects}",
+        "met": shards >= SHARDS and objects <= max_objects,
+    }
 
 
 def with_growth(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
@@ -444,9 +539,18 @@ def with_growth(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
         **large,
         "growth_vs_n": {"from_n": small["n"], "input_x": scale, "stages_x": growth},
         "total_growth_x": round(large["ours_s"] / small["ours_s"], 2),
-        "target": f"shards >= {SHARDS} and no stage grows over {limit:g}x for {scale:g}x input",
+        "target": f"{large['target']} and no stage grows over {limit:g}x for {scale:g}x input",
         "met": large["met"] and linear,
     }
+
+
+def start_s3(root: Path) -> S3Server:
+    """The S3 server for the S3 figures (imported here: the local runs never load boto3)."""
+    if str(ROOT) not in sys.path:  # `tests.services` when run as `python benchmarks/...`
+        sys.path.insert(0, str(ROOT))
+    from tests.services.s3 import S3Server
+
+    return S3Server.start(root)
 
 
 def main() -> None:
@@ -455,24 +559,39 @@ def main() -> None:
     parser.add_argument("--figure", choices=("sensor_tick", "end_to_end"), action="append")
     parser.add_argument("--n", type=int, action="append", help="end_to_end sizes")
     parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument(
+        "--storage",
+        choices=STORAGES,
+        action="append",
+        help="end_to_end's storage: local disk (default) or an S3 server started here; "
+        "give it twice for both",
+    )
     parser.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     figures = args.figure or ["sensor_tick", "end_to_end"]
+    storages = list(dict.fromkeys(args.storage or ["local"]))
     if "sensor_tick" in figures:
         bench_sensor_tick(args.repeats)
     if "end_to_end" in figures:
         sizes = args.n or list(END_TO_END_SIZES)
         if args.raw:
             for n in sizes:
-                emit(end_to_end_run(n))
+                emit(end_to_end_run(n, storages[0]))
             return
-        previous: dict[str, Any] | None = None
-        for n in sizes:
-            figure = bench_end_to_end(n, args.repeats)
-            if previous is not None and n > previous["n"]:
-                figure = with_growth(previous, figure)
-            emit(figure)
-            previous = figure
+        for storage in storages:
+            with tempfile.TemporaryDirectory() as tmp:
+                s3 = start_s3(Path(tmp) / "s3") if storage == "s3" else None
+                try:
+                    previous: dict[str, Any] | None = None
+                    for n in sizes:
+                        figure = bench_end_to_end(n, args.repeats, s3)
+                        if previous is not None and n > previous["n"]:
+                            figure = with_growth(previous, figure)
+                        emit(figure)
+                        previous = figure
+                finally:
+                    if s3 is not None:
+                        s3.stop()
 
 
 if __name__ == "__main__":

@@ -43,10 +43,10 @@ UPLOAD_PART_BYTES = 16 * 1024 * 1024
 DOWNLOAD_PART_BYTES = 8 * 1024 * 1024
 # s3fs sends `max_concurrency` parts at once (10 by default) and holds each about twice: 320 MiB
 # for a file over 160 MiB. It also gathers a file over its 50 MiB block size in memory as that many
-# ranged GETs. Two at a time, an upload holds about 64 MiB and a download streams to disk
-# (`benchmarks/storage_bench.py` measures both).
+# ranged GETs, unless it takes one at a time. One at a time, an upload holds about 32 MiB and a
+# download streams to disk, whatever the file's size (`benchmarks/storage_bench.py`).
 S3_PROTOCOLS = frozenset({"s3", "s3a"})
-S3_TRANSFER_CONCURRENCY = 2
+S3_TRANSFER_CONCURRENCY = 1
 S3_ENVIRONMENT = (
     "for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION or AWS_DEFAULT_REGION, and "
     "AWS_ENDPOINT_URL for an S3-compatible store"

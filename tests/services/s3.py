@@ -11,11 +11,13 @@ The server keeps objects in memory; its working directory and TMPDIR are `root`.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,10 @@ from botocore.config import Config
 
 from tests.services import die_with_parent, free_port, read_log, stop_process, wait_until
 
+# One moto log line per HTTP request: `127.0.0.1 - - [date] "PUT /bucket/key?query HTTP/1.1" 200 -`.
+LOG_LINE = re.compile(r'"(GET|PUT|POST|HEAD|DELETE) /([^ ?"]*)(\?[^ "]*)? HTTP/[\d.]+" (\d+)')
+# Werkzeug colours some lines (206, 404) with ANSI escapes inside the quotes.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 READY_TIMEOUT_SECONDS = 60.0
 START_ATTEMPTS = 3
 ACCESS_KEY_ID = "testing-access-key"
@@ -91,6 +97,23 @@ class S3Server:
     def log(self) -> str:
         """What the server wrote."""
         return read_log(self.log_path)
+
+    def log_offset(self) -> int:
+        """Where the server's log ends now: pass it to `requests_since`."""
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def requests_since(self, offset: int) -> Counter[str]:
+        """The S3 calls on the bucket logged after `offset`, by operation (`PutObject`, ...)."""
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            text = ANSI_ESCAPE.sub("", log.read().decode(errors="replace"))
+        calls: Counter[str] = Counter()
+        for match in LOG_LINE.finditer(text):
+            method, path, query, _status = match.groups()
+            bucket, _, key = path.partition("/")
+            if bucket == self.bucket:  # not moto's own API (`/moto-api/`)
+                calls[operation(method, key, query or "")] += 1
+        return calls
 
     @classmethod
     def start(cls, root: Path, *, bucket: str = "batch-assets-test") -> S3Server:
@@ -160,3 +183,28 @@ class S3Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def operation(method: str, key: str, query: str) -> str:
+    """The S3 API operation one logged request was, e.g. `PutObject`, `UploadPart`."""
+    params = {part.split("=", 1)[0] for part in query.lstrip("?").split("&") if part}
+    if not key:
+        for param, name in (
+            ("list-type", "ListObjectsV2"),
+            ("uploads", "ListMultipartUploads"),
+            ("delete", "DeleteObjects"),
+        ):
+            if param in params:
+                return name
+        return {"HEAD": "HeadBucket", "PUT": "CreateBucket"}.get(method, f"{method} bucket")
+    if "uploads" in params:
+        return "CreateMultipartUpload"
+    if "partNumber" in params:
+        return "UploadPart"
+    if "uploadId" in params:
+        return {"POST": "CompleteMultipartUpload", "DELETE": "AbortMultipartUpload"}.get(
+            method, "ListParts"
+        )
+    return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject"}.get(
+        method, "DeleteObject"
+    )
