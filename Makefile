@@ -45,7 +45,8 @@ local-api: $(STAMP)
 
 bench: $(STAMP)
 	-$(BIN)/python benchmarks/core_bench.py
-	-$(BIN)/python benchmarks/pipeline_bench.py 2>/dev/null
+	-$(BIN)/python benchmarks/pipeline_bench.py --storage local --storage s3 2>/dev/null
+	-$(BIN)/python benchmarks/storage_bench.py
 	$(BIN)/python benchmarks/local_api_bench.py
 
 bench-local-api: $(STAMP)
