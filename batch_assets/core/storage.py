@@ -109,7 +109,7 @@ def storage_location(url: Location, *, setting: str = "storage_dir") -> UPath:
                 "file://, s3://, gs:// or az://"
             )
         location = UPath(text) if len(scheme) > 1 else UPath(Path(text).absolute())
-    if location.protocol in ("s3", "s3a"):
+    if location.protocol in S3_PROTOCOLS:
         _honour_aws_region()
     if not is_local(location):
         try:
@@ -176,10 +176,10 @@ def _scratch_file(name: str) -> Path:
 
 
 def _put_kwargs(location: UPath) -> dict[str, int]:
-    kwargs = {"chunksize": UPLOAD_PART_BYTES} if location.protocol in EXTRAS else {}
+    """s3fs's part size and concurrency; other filesystems keep their own defaults."""
     if location.protocol in S3_PROTOCOLS:
-        kwargs["max_concurrency"] = S3_TRANSFER_CONCURRENCY
-    return kwargs
+        return {"chunksize": UPLOAD_PART_BYTES, "max_concurrency": S3_TRANSFER_CONCURRENCY}
+    return {}
 
 
 def _get_kwargs(location: UPath) -> dict[str, int]:
@@ -270,7 +270,7 @@ def remove_orphaned_temporaries(
     """
     if is_local(root):
         return [path.as_uri() for path in remove_orphaned_local(local_path(root))]
-    if root.protocol not in ("s3", "s3a"):
+    if root.protocol not in S3_PROTOCOLS:
         return []
     fs = root.fs
     bucket, _, prefix = root.path.partition("/")

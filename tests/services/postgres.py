@@ -15,6 +15,8 @@ session starts, even while a server runs (which then cannot write its own files)
 cluster lives in a private folder of that user under the system temp folder
 (`batch-assets-postgres-*`), removed by `stop()`, and by the next start if a killed process left
 it behind; its log stays in the given folder. As any other user the cluster is in the given folder.
+Where that user cannot reach pgserver's binaries either (a clone inside a folder of mode 0700, as
+`mktemp -d` makes), they are copied into the private folder first (34 MB).
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ class PostgresServer:
     process: subprocess.Popen[bytes] | None = None
     run_as: pwd.struct_passwd | None = None
     private_parent: Path | None = None
+    binaries: Path = field(default_factory=bin_dir)
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -182,12 +185,12 @@ class PostgresServer:
         server.run_as = server_user()
         try:
             if server.run_as is not None:
-                if not _others_can_reach(bin_dir() / "postgres"):
-                    raise RuntimeError(
-                        f"user {server.run_as.pw_name} cannot reach {bin_dir()}: a folder above "
-                        "it lacks the search bit for others (chmod o+x)"
-                    )
                 server.private_parent = _private_parent(server.run_as)
+                if not _others_can_reach(server.binaries / "postgres"):
+                    installed = server.binaries.parent
+                    copy = server.private_parent / installed.name
+                    shutil.copytree(installed, copy, symlinks=True)
+                    server.binaries = copy / server.binaries.name
             server._initdb()
             for attempt in range(START_ATTEMPTS):
                 server.port = free_port()
@@ -222,7 +225,7 @@ class PostgresServer:
             os.chown(self.data_dir, self.run_as.pw_uid, self.run_as.pw_gid)
             os.chown(password_file, self.run_as.pw_uid, self.run_as.pw_gid)
         command = [
-            str(bin_dir() / "initdb"),
+            str(self.binaries / "initdb"),
             "-D",
             str(self.data_dir),
             "-U",
@@ -250,7 +253,7 @@ class PostgresServer:
             raise RuntimeError(f"initdb failed with {result.returncode}:\n{self.log()}")
 
     def _start_postmaster(self) -> None:
-        command = [str(bin_dir() / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
+        command = [str(self.binaries / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
         for name, value in SERVER_SETTINGS.items():
             command += ["-c", f"{name}={value}"]
         with self.log_path.open("ab") as log:
