@@ -111,6 +111,16 @@ def _private_parent(user: pwd.struct_passwd) -> Path:
     raise RuntimeError("no temp folder that an unprivileged user can reach")
 
 
+def _reachable_copy(binaries: Path, folder: Path) -> Path:
+    """pgserver's binaries copied into `folder`, with the shared libraries they load by a path
+    relative to themselves (`$ORIGIN/../../../pgserver.libs`): the copied `bin` folder."""
+    site = binaries.parents[2]  # site-packages, above pgserver/pginstall/bin
+    for part in (binaries.parent.relative_to(site), Path("pgserver.libs")):
+        if (site / part).exists():
+            shutil.copytree(site / part, folder / "site" / part, symlinks=True)
+    return folder / "site" / binaries.relative_to(site)
+
+
 @dataclass
 class PostgresServer:
     """A running `postgres` child process listening on 127.0.0.1:`port`."""
@@ -187,10 +197,7 @@ class PostgresServer:
             if server.run_as is not None:
                 server.private_parent = _private_parent(server.run_as)
                 if not _others_can_reach(server.binaries / "postgres"):
-                    installed = server.binaries.parent
-                    copy = server.private_parent / installed.name
-                    shutil.copytree(installed, copy, symlinks=True)
-                    server.binaries = copy / server.binaries.name
+                    server.binaries = _reachable_copy(server.binaries, server.private_parent)
             server._initdb()
             for attempt in range(START_ATTEMPTS):
                 server.port = free_port()
