@@ -45,6 +45,7 @@ from batch_assets.core.limits import BatchLimits
 from batch_assets.core.request_template import RequestTemplate
 from batch_assets.local_api.process import LocalBatchAPIProcess
 from batch_assets.pipeline.factory import build_batch_pipeline
+from batch_assets.pipeline.keys import STORAGE_DIR_VARIABLE
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.sensor import batch_completion_sensor
 from batch_assets.pipeline.sources import DataFrameSource, IteratorSource
@@ -64,7 +65,6 @@ SHARDS = 4
 # machine is noisy and the small size carries relatively more fixed cost in most stages.
 MAX_GROWTH = 15.0
 STORAGES = ("local", "s3")
-STORAGE_DIR_VARIABLE = "BATCH_ASSETS_STORAGE_DIR"
 # Objects one end_to_end run may leave under the pipeline's prefix on S3: per shard its request
 # file and the batch's output and error files; besides, the run's output and errors Parquet, the
 # IO manager's errors and results tables, three pickled records and one to spare. However many

@@ -6,9 +6,11 @@ import json
 from collections.abc import Iterable, Iterator
 
 import polars as pl
+from openai.types import Batch
 
 from batch_assets.core.storage import Location, open_for_reading
 
+TOKEN_LIMIT_CODE = "token_limit_exceeded"
 RETRYABLE_CODES = frozenset({"batch_expired", "request_timeout", "not_returned"})
 CANCELLED_CODE = "batch_cancelled"
 ATTEMPTS_COLUMN = "attempts"
@@ -54,3 +56,13 @@ def request_lines(shards: Iterable[Location], custom_ids: set[str]) -> Iterator[
                 if custom_id in remaining:
                     remaining.discard(custom_id)
                     yield raw.rstrip(b"\r\n")
+
+
+def hit_token_limit(batch: Batch) -> bool:
+    """A batch that failed validation only because the enqueued-token limit was reached."""
+    errors = batch.errors.data if batch.errors and batch.errors.data else []
+    return (
+        batch.status == "failed"
+        and bool(errors)
+        and all(error.code == TOKEN_LIMIT_CODE for error in errors)
+    )

@@ -8,7 +8,7 @@ import polars as pl
 
 from batch_assets.core import storage
 from batch_assets.core.records import BatchResult, Submission
-from batch_assets.pipeline.download_assets import requested_ids
+from batch_assets.core.requested_ids import requested_ids
 from batch_assets.pipeline.spec import PipelineSpec
 
 

@@ -3,7 +3,6 @@
 # Dagster reads `context: dg.AssetExecutionContext` at definition time, so annotations stay
 # evaluated here (no `from __future__ import annotations`).
 
-import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -17,8 +16,9 @@ from batch_assets.core import storage
 from batch_assets.core.batch_client import TERMINAL_STATUSES, BatchClient
 from batch_assets.core.costs import estimate_cost_usd
 from batch_assets.core.output_parsing import RESULT_SCHEMA, empty_results, parse_batch_file
-from batch_assets.core.records import BatchResult, Submission, SubmittedBatch
-from batch_assets.core.retry_policy import merge_attempts, retryable
+from batch_assets.core.records import BatchResult, Submission
+from batch_assets.core.requested_ids import requested_ids
+from batch_assets.core.retry_policy import hit_token_limit, merge_attempts, retryable
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.retries import (
     cancel_requested_ids,
@@ -26,32 +26,10 @@ from batch_assets.pipeline.retries import (
     recorded_attempts,
     submit_follow_up,
 )
-from batch_assets.pipeline.sensor import hit_token_limit
 from batch_assets.pipeline.spec import PipelineSpec
 
 NOT_RETURNED_CODE = "not_returned"
-_REQUESTED_SCHEMA = {"custom_id": pl.String, "batch_id": pl.String}
 PREVIEW_ROWS = 5
-
-
-def _shard_ids(batch: SubmittedBatch) -> pl.DataFrame:
-    """The custom_ids of one shard file, with its batch id."""
-    with storage.local_copy(batch.shard_url) as path:
-        try:
-            ids = pl.read_ndjson(path, schema={"custom_id": pl.String}).select("custom_id")
-        except pl.exceptions.ComputeError:  # an integer polars cannot read (beyond 128 bits,
-            # which JSON and the Batch API allow): read the ids with `json` instead
-            with path.open("rb") as lines:
-                custom_ids = [json.loads(line)["custom_id"] for line in lines if line.strip()]
-            ids = pl.DataFrame({"custom_id": custom_ids}, schema={"custom_id": pl.String})
-    return ids.with_columns(batch_id=pl.lit(batch.batch_id))
-
-
-def requested_ids(submission: Submission) -> pl.DataFrame:
-    """Every custom_id submitted, with the batch it went to."""
-    if not submission.batches:
-        return pl.DataFrame(schema=_REQUESTED_SCHEMA)
-    return pl.concat([_shard_ids(batch) for batch in submission.batches])
 
 
 def _downloaded_and_parsed(

@@ -14,6 +14,7 @@ from batch_assets.core.limits import DEFAULT_LIMITS, BatchLimits, check_endpoint
 from batch_assets.pipeline.cancel_job import build_cancel_job
 from batch_assets.pipeline.checks import build_checks
 from batch_assets.pipeline.download_assets import build_download_assets
+from batch_assets.pipeline.keys import BATCH_METADATA_KEYS, MAX_BATCH_METADATA_KEYS
 from batch_assets.pipeline.parquet_io_manager import PolarsParquetIOManager
 from batch_assets.pipeline.request_assets import build_requests_asset, source_file_spec
 from batch_assets.pipeline.results_asset import build_results_asset
@@ -21,7 +22,7 @@ from batch_assets.pipeline.sources import BatchSource, DataFrameSource, JsonlFil
 from batch_assets.pipeline.spec import PipelineSpec, resolve_storage
 from batch_assets.pipeline.submit_asset import build_submit_asset
 
-RESERVED_METADATA_KEYS = 5
+RESERVED_METADATA_KEYS = len(BATCH_METADATA_KEYS)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -67,10 +68,12 @@ def build_batch_pipeline(
         endpoint = source.template.endpoint
     check_endpoint(endpoint or "/v1/chat/completions")
     user_metadata = dict(metadata or {})
-    if len(user_metadata) > 16 - RESERVED_METADATA_KEYS:
+    room = MAX_BATCH_METADATA_KEYS - RESERVED_METADATA_KEYS
+    if len(user_metadata) > room:
         raise ValueError(
-            f"metadata has {len(user_metadata)} keys; the Batch API allows 16 and the pipeline "
-            f"uses {RESERVED_METADATA_KEYS}, so at most {16 - RESERVED_METADATA_KEYS}"
+            f"metadata has {len(user_metadata)} keys; the Batch API allows "
+            f"{MAX_BATCH_METADATA_KEYS} and the pipeline uses {RESERVED_METADATA_KEYS}, so at "
+            f"most {room}"
         )
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")

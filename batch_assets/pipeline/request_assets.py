@@ -13,13 +13,13 @@ import polars as pl
 from batch_assets.core import storage
 from batch_assets.core.request_template import TemplateError, render_requests
 from batch_assets.core.request_validation import RequestValidationError
+from batch_assets.core.results_join import clash_message, clashing_columns
 from batch_assets.core.sharding import (
     Shard,
     shard_jsonl_file,
     shard_request_frame,
     shard_requests,
 )
-from batch_assets.pipeline.results_asset import clash_message, clashing_columns
 from batch_assets.pipeline.sources import DataFrameSource, IteratorSource, JsonlFileSource
 from batch_assets.pipeline.spec import PipelineSpec
 

@@ -12,12 +12,9 @@ from batch_assets.core.records import Submission, SubmittedBatch
 from batch_assets.core.retry_policy import request_lines
 from batch_assets.core.sharding import shard_request_lines
 from batch_assets.pipeline.event_log import records_after, records_newest_first
-from batch_assets.pipeline.sensor import submission_run_key
+from batch_assets.pipeline.keys import ATTEMPT_KEY, RETRY_OF_KEY, submission_run_key
 from batch_assets.pipeline.spec import PipelineSpec
 from batch_assets.pipeline.submission import submit_shards
-
-RETRY_OF_KEY = "batch_assets_retry_of"
-ATTEMPT_KEY = "batch_assets_attempt"
 
 
 @dataclass(frozen=True)

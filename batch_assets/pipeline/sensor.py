@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -10,32 +9,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-from openai.types import Batch
 
 from batch_assets.core.batch_client import TERMINAL_STATUSES
+from batch_assets.core.retry_policy import hit_token_limit
 from batch_assets.pipeline.event_log import records_after
+from batch_assets.pipeline.keys import (
+    BACKOFF_VARIABLE,
+    DOWNLOAD_ROLE,
+    INTERVAL_VARIABLE,
+    PIPELINE_TAG,
+    ROLE_TAG,
+    RUN_KEY_TAG,
+    SUBMISSION_ROLE,
+    submission_run_key,
+)
 from batch_assets.pipeline.resource import OpenAIBatchResource
 
-ROLE_TAG = "batch_assets/role"
-PIPELINE_TAG = "batch_assets/pipeline"
-SUBMISSION_ROLE = "submission"
-DOWNLOAD_ROLE = "download"
 RUN_KEYS_PER_QUERY = 500
-RUN_KEY_TAG = "dagster/run_key"
-INTERVAL_VARIABLE = "BATCH_ASSETS_SENSOR_INTERVAL_SECONDS"
-BACKOFF_VARIABLE = "BATCH_ASSETS_TOKEN_LIMIT_BACKOFF_SECONDS"
-TOKEN_LIMIT_CODE = "token_limit_exceeded"
 MAX_BACKOFF_SECONDS = 900.0
-
-
-def hit_token_limit(batch: Batch) -> bool:
-    """A batch that failed validation only because the enqueued-token limit was reached."""
-    errors = batch.errors.data if batch.errors and batch.errors.data else []
-    return (
-        batch.status == "failed"
-        and bool(errors)
-        and all(error.code == TOKEN_LIMIT_CODE for error in errors)
-    )
 
 
 def token_limit_backoff_seconds(waits: int) -> float:
@@ -71,12 +62,6 @@ def watched_pipelines(repository: dg.RepositoryDefinition) -> list[WatchedPipeli
         WatchedPipeline(name, key, tuple(sorted(downloads.get(name, []))))
         for name, key in sorted(submissions.items())
     ]
-
-
-def submission_run_key(batch_ids: list[str]) -> str:
-    """One run key per submission, whatever order its batch ids come in."""
-    digest = hashlib.sha256(",".join(sorted(batch_ids)).encode()).hexdigest()[:16]
-    return f"batch-download-{digest}"
 
 
 def _load_cursor(raw: str | None) -> dict[str, Any]:

@@ -19,11 +19,16 @@ from batch_assets.core.storage import (
     remove_orphaned_temporaries,
     storage_location,
 )
-from batch_assets.pipeline.sensor import DOWNLOAD_ROLE, PIPELINE_TAG, ROLE_TAG, SUBMISSION_ROLE
+from batch_assets.pipeline.keys import (
+    DOWNLOAD_ROLE,
+    PIPELINE_TAG,
+    ROLE_TAG,
+    STORAGE_DIR_VARIABLE,
+    SUBMISSION_ROLE,
+)
 from batch_assets.pipeline.sources import BatchSource
 from batch_assets.project import GENERATED_DIR
 
-STORAGE_DIR_VARIABLE = "BATCH_ASSETS_STORAGE_DIR"
 DEFAULT_STORAGE_DIR = GENERATED_DIR
 
 

@@ -12,11 +12,13 @@ from openai.types import Batch, FileObject
 from batch_assets.core.batch_client import BatchClient
 from batch_assets.core.records import SubmittedBatch
 from batch_assets.core.sharding import Shard
+from batch_assets.pipeline.keys import (
+    PIPELINE_METADATA_KEY,
+    SHARD_KEY_METADATA_KEY,
+    SHARD_METADATA_KEY,
+)
 from batch_assets.pipeline.spec import PipelineSpec
 
-PIPELINE_METADATA_KEY = "batch_assets_pipeline"
-SHARD_KEY_METADATA_KEY = "batch_assets_shard_key"
-SHARD_METADATA_KEY = "batch_assets_shard"
 UPLOAD_WORKERS = 4
 NOT_REUSABLE = frozenset({"failed", "expired", "cancelled", "cancelling"})
 

@@ -34,8 +34,12 @@ from dagster_webserver.cli import cli as webserver_cli
 
 from batch_assets import project
 from batch_assets.local_api.__main__ import parse_args as local_api_args
-from batch_assets.pipeline.sensor import BACKOFF_VARIABLE, INTERVAL_VARIABLE, PIPELINE_TAG
-from batch_assets.pipeline.spec import STORAGE_DIR_VARIABLE
+from batch_assets.pipeline.keys import (
+    BACKOFF_VARIABLE,
+    INTERVAL_VARIABLE,
+    PIPELINE_TAG,
+    STORAGE_DIR_VARIABLE,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

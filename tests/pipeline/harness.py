@@ -9,8 +9,9 @@ from pathlib import Path
 import dagster as dg
 from openai import OpenAI
 
+from batch_assets.pipeline.keys import RUN_KEY_TAG
 from batch_assets.pipeline.resource import OpenAIBatchResource
-from batch_assets.pipeline.sensor import RUN_KEY_TAG, batch_completion_sensor
+from batch_assets.pipeline.sensor import batch_completion_sensor
 from tests.local_api.helpers import chat_request, jsonl
 from tests.local_api_server import LocalBatchAPI, wait_for
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 from openai import OpenAI
 
-from batch_assets.pipeline.submission import SHARD_KEY_METADATA_KEY
+from batch_assets.pipeline.keys import SHARD_KEY_METADATA_KEY
 
 
 def assert_each_custom_id_once(

@@ -9,8 +9,8 @@ import pytest
 
 from batch_assets.core.request_template import RequestTemplate
 from batch_assets.pipeline.factory import build_batch_pipeline
+from batch_assets.pipeline.keys import PIPELINE_TAG
 from batch_assets.pipeline.resource import OpenAIBatchResource
-from batch_assets.pipeline.sensor import PIPELINE_TAG
 from batch_assets.pipeline.sources import DataFrameSource, IteratorSource, JsonlFileSource
 
 TEMPLATE = RequestTemplate(

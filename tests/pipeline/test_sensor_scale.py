@@ -13,7 +13,7 @@ from openai import OpenAI
 
 from batch_assets.pipeline import event_log
 from batch_assets.pipeline.factory import build_batch_pipeline
-from batch_assets.pipeline.sensor import RUN_KEY_TAG, submission_run_key
+from batch_assets.pipeline.keys import RUN_KEY_TAG, submission_run_key
 from batch_assets.pipeline.sources import IteratorSource
 from tests.local_api.helpers import chat_request, upload
 from tests.local_api_server import LocalBatchAPI, wait_for
