@@ -17,6 +17,8 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
+from batch_assets.local_api.json_values import json_type
+
 __all__ = [
     "MAX_ANSWER_CHARS",
     "MAX_BUILD_STEPS",
@@ -152,29 +154,12 @@ def _spend_steps(budget: GenerationBudget, count: int = 1) -> bool:
     return budget.steps >= 0
 
 
-def _json_type(value: object) -> str:
-    """Name the JSON type of a Python value ("integer" for whole ints only)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _type_allows(declared: object, value: object) -> bool:
     """Tell whether a `type` keyword value admits `value`."""
     if declared is None:
         return True
     names = declared if isinstance(declared, list) else [declared]
-    actual = _json_type(value)
+    actual = json_type(value)
     if actual == "integer" and "number" in names:
         return True
     if actual == "number" and "integer" in names and float(value).is_integer():

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from batch_assets.local_api.json_schema_instance import GenerationBudget
-from batch_assets.local_api.local_models.json_values import is_int
+from batch_assets.local_api.json_values import is_int
 from batch_assets.local_api.local_models.parameters import int_param, require_model
 from batch_assets.local_api.local_models.rejections import RequestRejected, bad_value
 from batch_assets.local_api.local_models.request_inputs import check_prompts

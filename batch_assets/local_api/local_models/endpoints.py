@@ -4,11 +4,11 @@ from collections.abc import Callable
 from typing import Any
 
 from batch_assets.local_api.json_schema_instance import DeadlinePassed, GenerationBudget
+from batch_assets.local_api.json_values import describe
 from batch_assets.local_api.local_models.body_walk import check_body_values
 from batch_assets.local_api.local_models.chat_completions import answer_chat_completions
 from batch_assets.local_api.local_models.completions import answer_completions
 from batch_assets.local_api.local_models.embeddings import answer_embeddings
-from batch_assets.local_api.local_models.json_values import describe
 from batch_assets.local_api.local_models.moderations import answer_moderations
 from batch_assets.local_api.local_models.parameters import reject_unknown_parameters
 from batch_assets.local_api.local_models.rejections import AnswerTimedOut, RequestRejected

@@ -1,7 +1,7 @@
 """The errors a local model answers with, and the builders of the common ones."""
 
 from batch_assets.local_api.errors import APIError
-from batch_assets.local_api.local_models.json_values import describe
+from batch_assets.local_api.json_values import describe
 
 
 class RequestRejected(APIError):

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from batch_assets.local_api.local_models.json_values import is_int
+from batch_assets.local_api.json_values import is_int
 from batch_assets.local_api.local_models.rejections import (
     RequestRejected,
     missing_parameter,
