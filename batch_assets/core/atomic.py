@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import polars as pl
-
 TEMPORARY_SUFFIX = ".partial"
 # mkstemp makes files only their owner can read; finished files get the usual mode instead.
 _UMASK = os.umask(0)
@@ -52,13 +50,6 @@ def atomic_path(destination: Path) -> Iterator[Path]:
     finally:
         os.close(lock)
         temporary.unlink(missing_ok=True)
-
-
-def write_parquet(frame: pl.DataFrame, destination: Path) -> Path:
-    """Write a frame as Parquet, atomically."""
-    with atomic_path(destination) as temporary:
-        frame.write_parquet(temporary)
-    return destination
 
 
 def remove_orphaned_temporaries(folder: Path) -> list[Path]:

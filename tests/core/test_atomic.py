@@ -9,7 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batch_assets.core.atomic import atomic_path, remove_orphaned_temporaries, write_parquet
+from batch_assets.core.atomic import atomic_path, remove_orphaned_temporaries
+from batch_assets.core.storage import write_parquet
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path: Path) -> None:
