@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from batch_assets.local_api import ids
 from batch_assets.local_api.errors import APIError, not_found, shown
+from batch_assets.local_api.expiry import BATCH_OUTPUT_EXPIRES_AFTER, expiry_seconds
 from batch_assets.local_api.local_models import SUPPORTED_ENDPOINTS
 from batch_assets.local_api.web import (
     engine_of,
@@ -21,10 +22,10 @@ from batch_assets.local_api.web import (
 router = APIRouter(prefix="/v1")
 
 MAX_METADATA_KEYS, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS = 16, 64, 512
-MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS = 3600, 2592000
 
 
 def _metadata(value: Any) -> dict[str, str] | None:
+    """The batch's `metadata`: at most 16 string values under keys of up to 64 characters."""
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -57,26 +58,11 @@ def _metadata(value: Any) -> dict[str, str] | None:
 
 
 def _output_expiry(value: Any) -> int | None:
+    """The seconds a batch's output files live, if `output_expires_after` sets them."""
     if value is None:
         return None
-    param = "output_expires_after"
-    if not isinstance(value, dict) or value.get("anchor") != "created_at":
-        raise APIError(
-            400, f"Invalid '{param}': 'anchor' must be 'created_at'.", param=f"{param}.anchor"
-        )
-    seconds = value.get("seconds")
-    if not isinstance(seconds, int) or isinstance(seconds, bool):
-        raise APIError(
-            400, f"Invalid '{param}.seconds': expected an integer.", param=f"{param}.seconds"
-        )
-    if not MIN_EXPIRY_SECONDS <= seconds <= MAX_EXPIRY_SECONDS:
-        raise APIError(
-            400,
-            f"Invalid '{param}.seconds': {seconds} is out of range; expected "
-            f"{MIN_EXPIRY_SECONDS} to {MAX_EXPIRY_SECONDS}.",
-            param=f"{param}.seconds",
-        )
-    return seconds
+    fields = value if isinstance(value, dict) else {}
+    return expiry_seconds(fields.get("anchor"), fields.get("seconds"), BATCH_OUTPUT_EXPIRES_AFTER)
 
 
 @router.post("/batches")

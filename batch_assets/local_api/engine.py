@@ -411,20 +411,38 @@ class BatchEngine:
         self._resumed.add(batch_id)
         return not all(intact)
 
+    def _held(self, progress: dict[str, Any]) -> bool:
+        """Whether `answer_at_most` keeps this batch from answering its next request."""
+        limit = self.settings.answer_at_most
+        return limit is not None and progress["line"] >= limit
+
     def _allowed_lines(self, batch_id: str, progress: dict[str, Any]) -> int:
-        """How many requests simulated time allows to be done by now."""
+        """How many requests simulated time and `answer_at_most` allow to be done by now."""
+        limit = self.settings.answer_at_most
+        cap = progress["total"] if limit is None else min(progress["total"], limit)
+        if self._held(progress):
+            # Once the limit is raised or cleared, the pace starts afresh from here: the time
+            # held earns no requests to answer at once.
+            self._pace.pop(batch_id, None)
+            return cap
         seconds = self.settings.seconds_per_request
         if seconds <= 0:
-            return progress["total"]
+            return cap
         started, paced_seconds, base = self._pace.get(batch_id, (0.0, -1.0, 0))
         if paced_seconds != seconds:
             started, paced_seconds, base = time.monotonic(), seconds, progress["line"]
             self._pace[batch_id] = (started, paced_seconds, base)
-        return min(progress["total"], base + int((time.monotonic() - started) / seconds))
+        return min(cap, base + int((time.monotonic() - started) / seconds))
 
     def _next_look(self, batch_id: str, progress: dict[str, Any], now: float) -> float:
-        """When a paced batch may answer its next request or reaches its deadline (monotonic)."""
+        """When a paced batch may answer its next request or reaches its deadline (monotonic).
+
+        A batch held by `answer_at_most` waits for its deadline only: a change of the settings,
+        a cancel or a move of the clock makes the engine look at it again at once.
+        """
         due = time.monotonic() + progress["deadline"] - now
+        if self._held(progress):
+            return due
         pace = self._pace.get(batch_id)
         if pace is not None and pace[1] > 0:
             started, seconds, base = pace

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from batch_assets.local_api import ids
 from batch_assets.local_api.errors import APIError, not_found, server_error, shown
+from batch_assets.local_api.expiry import FILE_EXPIRES_AFTER, expiry_seconds, form_integer
 from batch_assets.local_api.multipart_upload import FileCap, staged_upload
 from batch_assets.local_api.web import engine_of, int_param, json_response, list_envelope
 
@@ -27,7 +28,6 @@ MAX_BATCH_INPUT_BYTES = 200 * 1024 * 1024
 # what any upload may carry is refused as too large (413).
 BATCH_INPUT_TOO_LARGE_STATUS = 400
 DEFAULT_BATCH_INPUT_EXPIRY_SECONDS = 30 * 86400
-MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS = 3600, 2592000
 COPY_CHUNK_BYTES = 1024 * 1024
 STALL_STEP_SECONDS = 0.05
 
@@ -64,31 +64,13 @@ async def _stall_after(path: Path, engine: Any) -> AsyncIterator[bytes]:
             yield chunk
 
 
-def _expiry_seconds(anchor: Any, seconds: Any, default: int | None) -> int | None:
+def _file_expiry(fields: Mapping[str, str], purpose: str) -> int | None:
+    """The seconds an uploaded file lives: its `expires_after`, else its purpose's default."""
+    anchor = fields.get("expires_after[anchor]")
+    seconds = fields.get("expires_after[seconds]")
     if anchor is None and seconds is None:
-        return default
-    if anchor != "created_at":
-        raise APIError(
-            400,
-            "Invalid 'expires_after[anchor]': the only supported anchor is 'created_at'.",
-            param="expires_after[anchor]",
-        )
-    try:
-        number = int(seconds)
-    except (TypeError, ValueError):
-        raise APIError(
-            400,
-            "Invalid 'expires_after[seconds]': expected an integer.",
-            param="expires_after[seconds]",
-        ) from None
-    if not MIN_EXPIRY_SECONDS <= number <= MAX_EXPIRY_SECONDS:
-        raise APIError(
-            400,
-            f"Invalid 'expires_after[seconds]': {number} is out of range; expected "
-            f"{MIN_EXPIRY_SECONDS} to {MAX_EXPIRY_SECONDS}.",
-            param="expires_after[seconds]",
-        )
-    return number
+        return DEFAULT_BATCH_INPUT_EXPIRY_SECONDS if purpose == "batch" else None
+    return expiry_seconds(anchor, form_integer(seconds), FILE_EXPIRES_AFTER)
 
 
 def _check_purpose(purpose: str | None, filename: str) -> str:
@@ -142,11 +124,7 @@ async def create_file(request: Request) -> Response:
         cap = _file_cap(purpose)
         if form.size > cap.bytes:
             raise cap.refusal()
-        expiry = _expiry_seconds(
-            form.fields.get("expires_after[anchor]"),
-            form.fields.get("expires_after[seconds]"),
-            DEFAULT_BATCH_INPUT_EXPIRY_SECONDS if purpose == "batch" else None,
-        )
+        expiry = _file_expiry(form.fields, purpose)
         created = int(engine.settings.now())
         obj = {
             "id": ids.file_id(),

@@ -1,23 +1,27 @@
 """Build a deterministic value that validates against a JSON schema (structured-outputs subset)."""
 
+from __future__ import annotations
+
 import copy
 import datetime as dt
 import json
 import math
 import random
 import re
-import re._parser as _re_parser  # private but stable in 3.11+; used to walk `pattern` regexes
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
-from batch_assets.local_api.json_values import json_type
+import rstr
+
+from batch_assets.local_api.json_values import is_number, json_type
+from batch_assets.local_api.regex_outline import outline, repeat_counts
 
 __all__ = [
     "MAX_ANSWER_CHARS",
@@ -35,20 +39,22 @@ Schema = dict[str, Any]
 
 # 128,000 tokens (the most any OpenAI model writes in one answer) at 4 characters a token.
 MAX_ANSWER_CHARS = 512_000
-# Values built, schema nodes weighed and regex items emitted per request (all its strings and
+# Values built, schema nodes weighed and regex draws made per request (all its strings and
 # choices together): about a second of work at most.
 MAX_BUILD_STEPS = 100_000
 # Deeper than this the builder refuses: OpenAI itself allows 10 levels of nesting.
 MAX_SCHEMA_DEPTH = 64
 # Longest `pattern` the builder parses; longer ones are refused before any regex work.
 MAX_PATTERN_CHARS = 1_000
-# Rough work `re.search` may do to check one generated string (backtracking steps), and how
-# much of that work costs one build step.
+# Rough work `re.search` may do to check one generated string (backtracking steps).
 _PATTERN_CHECK_COST = 10**8
-_CHECK_WORK_PER_STEP = _PATTERN_CHECK_COST // MAX_BUILD_STEPS
 _PATTERN_ATTEMPTS = 24
-# Parsed patterns kept (each holds its parsed and compiled forms).
+# Weighed patterns kept (each holds its buildable and compiled forms).
 _PATTERN_CACHE_SIZE = 64
+# rstr lists every candidate of a character class to pick one (about 150 ns each): each this many
+# candidates cost one more step.
+_CANDIDATES_PER_STEP = 64
+_FIRST_SURROGATE, _LAST_SURROGATE = "\ud800", "\udfff"
 # The deadline is read once per this many steps (a power of two: a mask picks the steps).
 _DEADLINE_EVERY = 1024
 _EXACT_DOUBLE_LIMIT = 2**53  # integers below this in size are doubles, no need to convert
@@ -143,14 +149,19 @@ def fits_double(number: float) -> bool:
 
 
 def _spend_steps(budget: GenerationBudget, count: int = 1) -> bool:
-    """Spend steps of a budget; False once none are left. Past its deadline, raise."""
-    budget.steps -= count
+    """Spend steps of a budget; False once none are left. Past its deadline, raise.
+
+    Steps pay for work before it is done: a charge larger than what is left spends it all and
+    one step more (the budget stops at -1), and a large charge is not made past the deadline.
+    """
+    left = budget.steps - count
     if (
         budget.deadline is not None
-        and (count > 1 or not budget.steps & (_DEADLINE_EVERY - 1))
+        and (count > 1 or not left & (_DEADLINE_EVERY - 1))
         and time.monotonic() > budget.deadline
     ):
         raise DeadlinePassed
+    budget.steps = max(left, min(budget.steps - 1, -1))
     return budget.steps >= 0
 
 
@@ -193,9 +204,9 @@ def _merge(base: Schema, extra: Schema) -> Schema:
             out[key] = merged
         elif key == "required" and isinstance(value, list) and isinstance(out[key], list):
             out[key] = list(dict.fromkeys([*out[key], *value]))
-        elif key in _LOWER_BOUNDS and _is_number(value) and _is_number(out[key]):
+        elif key in _LOWER_BOUNDS and is_number(value) and is_number(out[key]):
             out[key] = max(out[key], value)
-        elif key in _UPPER_BOUNDS and _is_number(value) and _is_number(out[key]):
+        elif key in _UPPER_BOUNDS and is_number(value) and is_number(out[key]):
             out[key] = min(out[key], value)
         elif key == "type":
             out[key] = _intersect_types(out[key], value)
@@ -207,11 +218,6 @@ def _merge(base: Schema, extra: Schema) -> Schema:
         else:
             out[key] = value
     return out
-
-
-def _is_number(value: object) -> bool:
-    """Tell whether a value is an int or float but not a bool."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _refs_in(schema: object) -> set[str]:
@@ -731,7 +737,7 @@ class _Builder:
         low, high = _integer_bounds(schema)
         step_value = schema.get("multipleOf")
         step = 1
-        if _is_number(step_value) and step_value > 0:
+        if is_number(step_value) and step_value > 0:
             # an integer is a multiple of p/q (in lowest terms) exactly when it is a multiple of p
             step = Fraction(str(step_value)).numerator
         k_low, k_high = -((-low) // step), high // step
@@ -741,7 +747,7 @@ class _Builder:
         for k in self._spread(k_low, k_high):
             first = k if first is None else first
             value = k * step
-            if not _is_number(step_value) or _multiple_ok(value, step_value):
+            if not is_number(step_value) or _multiple_ok(value, step_value):
                 return value
         return (first or 0) * step
 
@@ -749,7 +755,7 @@ class _Builder:
         """Emit a float within the (possibly exclusive) bounds and on the multipleOf grid."""
         low, low_open, high, high_open = _number_bounds(schema)
         step_value = schema.get("multipleOf")
-        if _is_number(step_value) and step_value > 0:
+        if is_number(step_value) and step_value > 0:
             step = Decimal(str(step_value))
             k_low = math.ceil(Decimal(repr(low)) / step)
             k_high = math.floor(Decimal(repr(high)) / step)
@@ -789,7 +795,7 @@ def _check_finite_numbers(schema: Schema) -> None:
     """Refuse numeric keywords that are not finite doubles (1e400 reads as infinity)."""
     for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
         value = schema.get(key)
-        if _is_number(value) and not fits_double(value):
+        if is_number(value) and not fits_double(value):
             raise SchemaRefused(f"'{key}' must be a finite number that fits in a double")
 
 
@@ -800,14 +806,14 @@ def _integer_bounds(schema: Schema) -> tuple[int, int]:
     high: int | None = None
     minimum, maximum = schema.get("minimum"), schema.get("maximum")
     ex_min, ex_max = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
-    if _is_number(minimum):
+    if is_number(minimum):
         low = math.floor(minimum) + 1 if ex_min is True else math.ceil(minimum)
-    if _is_number(ex_min):
+    if is_number(ex_min):
         bound = math.floor(ex_min) + 1
         low = bound if low is None else max(low, bound)
-    if _is_number(maximum):
+    if is_number(maximum):
         high = math.ceil(maximum) - 1 if ex_max is True else math.floor(maximum)
-    if _is_number(ex_max):
+    if is_number(ex_max):
         bound = math.ceil(ex_max) - 1
         high = bound if high is None else min(high, bound)
     if low is None and high is None:
@@ -827,13 +833,13 @@ def _number_bounds(schema: Schema) -> tuple[float, bool, float, bool]:
     low_open = high_open = False
     minimum, maximum = schema.get("minimum"), schema.get("maximum")
     ex_min, ex_max = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
-    if _is_number(minimum):
+    if is_number(minimum):
         low, low_open = float(minimum), ex_min is True
-    if _is_number(ex_min) and (low is None or ex_min >= low):
+    if is_number(ex_min) and (low is None or ex_min >= low):
         low, low_open = float(ex_min), True
-    if _is_number(maximum):
+    if is_number(maximum):
         high, high_open = float(maximum), ex_max is True
-    if _is_number(ex_max) and (high is None or ex_max <= high):
+    if is_number(ex_max) and (high is None or ex_max <= high):
         high, high_open = float(ex_max), True
     if low is None and high is None:
         return 0.0, False, 100.0, False
@@ -878,99 +884,26 @@ _FORMATS: dict[str, Callable[[random.Random], str]] = {
 }
 
 
-class _TextFull(Exception):
-    """A pattern's text reached the room left in the answer; carries the text so far."""
-
-    def __init__(self, text: str) -> None:
-        """Keep the text emitted so far."""
-        super().__init__(len(text))
-        self.text = text
-
-
 class _OutOfSteps(Exception):
-    """The request's budget ran out of steps while a pattern was emitted or checked."""
+    """The request's budget ran out of steps while a pattern's string was built or checked."""
 
 
 @dataclass(frozen=True)
 class _PatternPlan:
-    """A parsed `pattern` and how far a generated string may be checked against it."""
+    """A weighed `pattern`: the form rstr builds from, and how far a built string is checked."""
 
-    parsed: list[tuple[object, object]]
+    buildable: str  # the pattern with its lookarounds building nothing (see regex_outline)
     compiled: re.Pattern[str]
     check_limit: int | None  # longest string worth checking with re.search; None: any length
 
 
-@dataclass(frozen=True)
-class _Shape:
-    """What makes a regex slow to check: repeats in a row, repeats in repeats, lookarounds."""
-
-    degree: int = 0  # variable-count repeats (and alternations) one after another
-    nested: bool = False  # a variable-count repeat of something variable
-    unbuilt: bool = False  # a lookaround, backreference, boundary or inner anchor: may not match
-
-
-_REPEATS = (_re_parser.MAX_REPEAT, _re_parser.MIN_REPEAT, _re_parser.POSSESSIVE_REPEAT)
-_STARTS = (_re_parser.AT_BEGINNING, _re_parser.AT_BEGINNING_STRING)
-_ENDS = (_re_parser.AT_END, _re_parser.AT_END_STRING)
-_DEGREE_CAP = 1000
-
-
-def _shape(
-    items: list[tuple[object, object]], at_start: bool = False, at_end: bool = False
-) -> _Shape:
-    """Measure a parsed regex sequence (see _Shape); `at_start`/`at_end`: it begins/ends the regex.
-
-    An anchor is built (emits nothing and holds) only at the very start (^, \\A) or the very end
-    ($, \\Z) of the regex, possibly inside groups or alternatives there; anywhere else it may fail.
-    """
-    degree, nested, unbuilt = 0, False, False
-    last = len(items) - 1
-    for index, (op, arg) in enumerate(items):
-        first_here, last_here = at_start and index == 0, at_end and index == last
-        parts: list[_Shape] = []
-        if op in _REPEATS:
-            low, high, sub = arg
-            inner = _shape(list(sub))
-            parts.append(inner)
-            if low == high:
-                degree += low * inner.degree
-            else:
-                degree += 1 + inner.degree
-                nested = nested or inner.degree > 0
-        elif op == _re_parser.BRANCH:
-            alternatives = [_shape(list(a), first_here, last_here) for a in arg[1]]
-            parts.extend(alternatives)
-            degree += 1 + max(a.degree for a in alternatives)
-        elif op in (_re_parser.SUBPATTERN, _re_parser.ATOMIC_GROUP):
-            sub = arg[3] if op == _re_parser.SUBPATTERN else arg
-            parts.append(_shape(list(sub), first_here, last_here))
-            degree += parts[-1].degree
-        elif op in (_re_parser.ASSERT, _re_parser.ASSERT_NOT):
-            parts.append(_shape(list(arg[1])))
-            degree += parts[-1].degree
-            unbuilt = True
-        elif op == _re_parser.GROUPREF_EXISTS:
-            parts.extend(_shape(list(b)) for b in arg[1:] if b is not None)
-            degree += max((p.degree for p in parts), default=0)
-            unbuilt = True
-        elif op == _re_parser.GROUPREF:
-            unbuilt = True
-        elif op == _re_parser.AT:
-            in_place = (arg in _STARTS and first_here) or (arg in _ENDS and last_here)
-            unbuilt = unbuilt or not in_place
-        nested = nested or any(p.nested for p in parts)
-        unbuilt = unbuilt or any(p.unbuilt for p in parts)
-        degree = min(degree, _DEGREE_CAP)
-    return _Shape(degree, nested, unbuilt)
-
-
 @lru_cache(maxsize=_PATTERN_CACHE_SIZE)
 def _pattern_plan(pattern: str) -> _PatternPlan | str | None:
-    """Parse and weigh a pattern once: a plan, a refusal (str), or None if it is no regex."""
+    """Read and weigh a pattern once: a plan, a refusal (str), or None if it is no regex."""
     try:
-        parsed = list(_re_parser.parse(pattern))
         compiled = re.compile(pattern)
-        shape = _shape(parsed, at_start=True, at_end=True)
+        shape = outline(pattern)
+        re.compile(shape.buildable)
     except (re.error, RecursionError, OverflowError, ValueError):
         return None
     if shape.unbuilt and shape.nested:
@@ -980,11 +913,16 @@ def _pattern_plan(pattern: str) -> _PatternPlan | str | None:
             "boundary or an anchor inside it, so checking a generated string could take "
             "exponential time"
         )
+    if shape.longest > MAX_ANSWER_CHARS:
+        return (
+            f"'pattern' {pattern[:64]!r} can build strings longer than the "
+            f"{MAX_ANSWER_CHARS:,} characters an answer may have"
+        )
     if not (shape.unbuilt or shape.nested):
-        return _PatternPlan(parsed, compiled, None)  # built text matches: checking it is quick
+        return _PatternPlan(shape.buildable, compiled, None)  # built text matches: quick to check
     # a failed check backtracks through every split of the text among the repeats
     limit = int(_PATTERN_CHECK_COST ** (1 / (shape.degree + 2)))
-    return _PatternPlan(parsed, compiled, max(limit, 1))
+    return _PatternPlan(shape.buildable, compiled, max(limit, 1))
 
 
 def _from_pattern(
@@ -993,7 +931,7 @@ def _from_pattern(
     """Generate a string that `re.search(pattern)` accepts, within `lengths` if possible.
 
     Strings are at most as long as the characters left in the budget (a longer one comes back
-    cut, for the caller to cut or refuse the answer). Emitting and checking spend the budget's
+    cut, for the caller to cut or refuse the answer). Building and checking spend the budget's
     steps; a pattern too long or too costly to generate raises SchemaRefused.
     """
     if len(pattern) > MAX_PATTERN_CHARS:
@@ -1007,7 +945,7 @@ def _from_pattern(
     if isinstance(plan, str):
         raise SchemaRefused(plan)
     try:
-        return _attempts(plan, rng, lengths, budget)
+        return _attempts(plan, _PatternDraws(rng.getrandbits(64), budget), lengths, budget)
     except _OutOfSteps:
         raise SchemaRefused(
             f"'pattern' {pattern[:64]!r} needs more than the {MAX_BUILD_STEPS:,} steps a "
@@ -1017,25 +955,28 @@ def _from_pattern(
 
 def _attempts(
     plan: _PatternPlan,
-    rng: random.Random,
+    draws: _PatternDraws,
     lengths: tuple[int, int | None],
     budget: GenerationBudget,
 ) -> str | None:
-    """Emit and check strings for a plan until one fits `lengths` (else one that matches)."""
+    """Build and check strings for a plan until one fits `lengths` (else one that matches)."""
     low, high = lengths
-    emitter = _Emitter(rng, budget.chars + 1, budget)
+    limit = budget.chars + 1
+    builder = rstr.Rstr(draws)
     matching: str | None = None
     for _ in range(_PATTERN_ATTEMPTS):
         try:
-            text = emitter.emit(plan.parsed)
-        except _TextFull as full:
-            return full.text
-        except (RecursionError, ValueError):
+            text = builder.xeger(plan.buildable)
+        except RecursionError:
             return None
+        except (IndexError, KeyError):  # a class with no printable character; a group not built
+            continue
+        if not _spend_steps(budget, len(text) + 1):  # writing and checking read it at least once
+            raise _OutOfSteps
+        if len(text) >= limit:
+            return text[:limit]
         if plan.check_limit is not None and len(text) > plan.check_limit:
             continue
-        if not _spend_steps(budget, len(text) + 1):  # the check reads the text at least once
-            raise _OutOfSteps
         if not plan.compiled.search(text):
             continue
         if len(text) >= low and (high is None or len(text) <= high):
@@ -1044,130 +985,37 @@ def _attempts(
     return matching
 
 
-class _Emitter:
-    """Writes text for a parsed regex, within a length limit, spending the request's steps."""
+class _PatternDraws(random.Random):
+    """The random stream rstr builds a pattern's strings from, spending the request's steps.
 
-    def __init__(self, rng: random.Random, limit: int, budget: GenerationBudget) -> None:
-        """Share one random stream and the request's budget across attempts."""
-        self.rng = rng
-        self.limit = limit
+    rstr draws each repeat count as randint(low, min(high, 100)) and everything else with
+    choice(). Counts here stay within `repeat_counts` (low to low+3), as the outline reckons.
+    Characters are picked in their sorted order, since rstr lists a negated class from a set,
+    whose order changes from process to process; lone surrogates are never picked, as no UTF-8
+    answer can carry one. A count costs a step and one more for each time it repeats; a choice
+    a step and one more per `_CANDIDATES_PER_STEP` candidates.
+    """
+
+    def __init__(self, seed: int, budget: GenerationBudget) -> None:
+        """Seed the stream and keep the budget its draws spend."""
+        super().__init__(seed)
         self.budget = budget
-        self.parts: list[str] = []
-        self.size = 0
-        self.groups: dict[int, str] = {}
 
-    def emit(self, items: list[tuple[object, object]]) -> str:
-        """Emit one string for a parsed regex (anchors and lookarounds emit nothing)."""
-        self.parts, self.size, self.groups = [], 0, {}
-        self._sequence(items)
-        return "".join(self.parts)
+    def randint(self, a: int, b: int) -> int:
+        """Draw how many times rstr repeats an item."""
+        low, high = repeat_counts(a, b)
+        count = super().randint(low, high) if high > low else low
+        self._spend(1 + count)
+        return count
 
-    def _put(self, text: str) -> None:
-        """Append text, stopping once the string reaches the limit."""
-        self.parts.append(text)
-        self.size += len(text)
-        if self.size >= self.limit:
-            raise _TextFull("".join(self.parts)[: self.limit])
+    def choice(self, seq: Sequence[Any]) -> Any:
+        """Pick one alternative, or one character (in a fixed order, never a lone surrogate)."""
+        self._spend(1 + len(seq) // _CANDIDATES_PER_STEP)
+        if seq and isinstance(seq[0], str):
+            seq = sorted(c for c in seq if not _FIRST_SURROGATE <= c <= _LAST_SURROGATE)
+        return super().choice(seq)
 
-    def _step(self) -> None:
-        """Spend one step of the request's budget."""
-        if not _spend_steps(self.budget):
+    def _spend(self, steps: int) -> None:
+        """Spend steps of the request's budget, stopping the build when none are left."""
+        if not _spend_steps(self.budget, steps):
             raise _OutOfSteps
-
-    def _sequence(self, items: list[tuple[object, object]]) -> None:
-        """Emit a parsed regex sequence."""
-        for op, arg in items:
-            self._step()
-            if op == _re_parser.LITERAL:
-                self._put(chr(arg))
-            elif op == _re_parser.NOT_LITERAL:
-                self._put(next(c for c in "aZ0_-x" if ord(c) != arg))
-            elif op == _re_parser.ANY:
-                self._put(self.rng.choice("abcdefghijklmnopqrstuvwxyz"))
-            elif op == _re_parser.IN:
-                self._put(_pick_in(list(arg), self.rng))
-            elif op == _re_parser.BRANCH:
-                self._sequence(list(self.rng.choice(arg[1])))
-            elif op == _re_parser.SUBPATTERN:
-                self._group(arg[0], list(arg[3]))
-            elif op in _REPEATS:
-                self._repeat(*arg)
-            elif op == _re_parser.ATOMIC_GROUP:
-                self._sequence(list(arg))
-            elif op == _re_parser.GROUPREF:
-                self._put(self.groups.get(arg, ""))
-            elif op == _re_parser.GROUPREF_EXISTS:
-                group, yes, no = arg
-                branch = yes if group in self.groups else no
-                self._sequence(list(branch) if branch is not None else [])
-            elif op == _re_parser.CATEGORY:
-                self._put(_category_char(arg, self.rng))
-
-    def _group(self, group: int | None, items: list[tuple[object, object]]) -> None:
-        """Emit a group, remembering its text for backreferences."""
-        start = len(self.parts)
-        self._sequence(items)
-        if group:
-            self.groups[group] = "".join(self.parts[start:])
-
-    def _repeat(self, low: int, high: int, sub: object) -> None:
-        """Emit a repeat low..low+3 times (capped by its maximum)."""
-        top = low + 3 if high == _re_parser.MAXREPEAT else min(high, low + 3)
-        items = list(sub)
-        for _ in range(self.rng.randint(low, top)):
-            self._step()
-            self._sequence(items)
-
-
-def _pick_in(items: list[tuple[object, object]], rng: random.Random) -> str:
-    """Pick one character from a parsed character class."""
-    if items and items[0][0] == _re_parser.NEGATE:
-        rest = items[1:]
-        for candidate in "aZq0_-x .~":
-            if not any(_class_has(candidate, op, arg) for op, arg in rest):
-                return candidate
-        raise ValueError("no candidate character lies outside the negated class")
-    op, arg = rng.choice(items)
-    if op == _re_parser.LITERAL:
-        return chr(arg)
-    if op == _re_parser.RANGE:
-        first, last = arg
-        printable_first, printable_last = max(first, 0x21), min(last, 0x7E)
-        if printable_first <= printable_last:
-            return chr(rng.randint(printable_first, printable_last))
-        return chr(first)
-    return _category_char(arg, rng)
-
-
-def _class_has(char: str, op: object, arg: object) -> bool:
-    """Tell whether one character-class item contains `char`."""
-    if op == _re_parser.LITERAL:
-        return ord(char) == arg
-    if op == _re_parser.RANGE:
-        first, last = arg
-        return first <= ord(char) <= last
-    if op == _re_parser.CATEGORY:
-        return bool(re.fullmatch(_CATEGORY_REGEX.get(str(arg), "(?!)"), char))
-    return False
-
-
-_CATEGORY_REGEX = {
-    "CATEGORY_DIGIT": r"\d",
-    "CATEGORY_NOT_DIGIT": r"\D",
-    "CATEGORY_SPACE": r"\s",
-    "CATEGORY_NOT_SPACE": r"\S",
-    "CATEGORY_WORD": r"\w",
-    "CATEGORY_NOT_WORD": r"\W",
-}
-
-
-def _category_char(category: object, rng: random.Random) -> str:
-    """Pick a character of a regex category such as \\d or \\w."""
-    name = str(category)
-    if name == "CATEGORY_DIGIT":
-        return rng.choice("0123456789")
-    if name == "CATEGORY_SPACE":
-        return " "
-    if name == "CATEGORY_NOT_WORD":
-        return "-"
-    return rng.choice("abcdefghijklmnopqrstuvwxyz")

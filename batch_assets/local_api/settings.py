@@ -23,6 +23,12 @@ class Simulation(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     seconds_per_request: float = Field(0.0, ge=0, description="Simulated work per request.")
+    answer_at_most: int | None = Field(
+        None,
+        ge=0,
+        description="Answer at most this many requests of each batch, then keep it in_progress "
+        "answering nothing until this setting is raised or cleared; None for no limit.",
+    )
     window_seconds: float = Field(
         86400.0, gt=0, description='How long the "24h" completion window lasts here.'
     )

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from pathlib import Path
 from typing import Any
 
 from openai import OpenAI
 from openai.types import Batch, FileObject
 
+from batch_assets.local_api.store import Store
 from tests.local_api_server import wait_for
 
 TERMINAL_STATUSES = {"completed", "failed", "expired", "cancelled"}
@@ -77,3 +80,30 @@ def ids_and_rest(body: Any) -> tuple[list[str], Any]:
 
     rest = strip(body)
     return found, rest
+
+
+def add_validating_batch(
+    store: Store, folder: Path, batch_id: str, requests: list[dict[str, Any]]
+) -> None:
+    """Put a batch of `requests` in `store`, as the API creates it, for an engine to take on."""
+    source = folder / "input.jsonl"
+    source.write_bytes(jsonl(requests))
+    store.add_file({"id": "file-in", "purpose": "batch", "expires_at": None}, source)
+    batch = {
+        "id": batch_id,
+        "endpoint": "/v1/chat/completions",
+        "input_file_id": "file-in",
+        "status": "validating",
+        "request_counts": {"total": 0, "completed": 0, "failed": 0},
+        "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
+    }
+    progress = {
+        "deadline": time.time() + 86400,
+        "total": 0,
+        "line": 0,
+        "offset": 0,
+        "output_bytes": 0,
+        "error_bytes": 0,
+        "output_expires_after": None,
+    }
+    store.add_batch(batch, progress)

@@ -10,7 +10,7 @@ from openai import OpenAI
 from batch_assets.local_api.engine import BatchEngine
 from batch_assets.local_api.settings import Simulation
 from batch_assets.local_api.store import Store
-from tests.local_api.helpers import chat_request, jsonl, submit, wait_until_done
+from tests.local_api.helpers import add_validating_batch, chat_request, submit, wait_until_done
 from tests.local_api_server import LocalBatchAPI, wait_for
 
 SLOW = 1000.0
@@ -25,27 +25,7 @@ def test_a_waiting_batch_is_not_rewritten_and_is_due_when_its_next_request_is(
 ) -> None:
     store = Store(tmp_path)
     engine = BatchEngine(store, Simulation(seconds_per_request=SLOW))
-    source = tmp_path / "input.jsonl"
-    source.write_bytes(jsonl([chat_request("a"), chat_request("b")]))
-    store.add_file({"id": "file-in", "purpose": "batch", "expires_at": None}, source)
-    batch = {
-        "id": "batch_waiting",
-        "endpoint": "/v1/chat/completions",
-        "input_file_id": "file-in",
-        "status": "validating",
-        "request_counts": {"total": 0, "completed": 0, "failed": 0},
-        "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
-    }
-    progress = {
-        "deadline": time.time() + 86400,
-        "total": 0,
-        "line": 0,
-        "offset": 0,
-        "output_bytes": 0,
-        "error_bytes": 0,
-        "output_expires_after": None,
-    }
-    store.add_batch(batch, progress)
+    add_validating_batch(store, tmp_path, "batch_waiting", [chat_request("a"), chat_request("b")])
     saves: list[str] = []
     save = store.save_batch
     store.save_batch = lambda obj, progress: (saves.append(obj["status"]), save(obj, progress))  # type: ignore[method-assign]

@@ -17,9 +17,11 @@ from tests.local_api.helpers import (
     upload,
     wait_until_done,
 )
-from tests.local_api_server import LocalBatchAPI
+from tests.local_api_server import LocalBatchAPI, wait_for
 
 IDS = [f"t{i:02d}" for i in range(60)]
+DROPPED_HOLD_SECONDS = 1.0
+LATER_HOLD_SECONDS = 2.0
 
 
 def test_timeout_rate_answers_a_fixed_share_with_request_timeout(start_local_api) -> None:
@@ -105,21 +107,23 @@ def test_a_create_held_before_creating_is_dropped_when_its_client_leaves(
     api: LocalBatchAPI = start_local_api()
     client = api.client()
     input_file = upload(client, [chat_request("a")])
-    api.configure(create_delay_seconds=1.0)
+    api.configure(create_delay_seconds=DROPPED_HOLD_SECONDS)
     impatient = api.client(timeout=0.3)
 
     with pytest.raises(openai.APITimeoutError):
         impatient.batches.create(
             input_file_id=input_file.id, endpoint="/v1/chat/completions", completion_window="24h"
         )
-    time.sleep(1.5)
     assert client.batches.list().data == []
+    # Held longer than the dropped create and started after it: had that one been kept, it
+    # would have been created before this one is answered.
+    api.configure(create_delay_seconds=LATER_HOLD_SECONDS)
 
     started = time.monotonic()
     batch = client.batches.create(
         input_file_id=input_file.id, endpoint="/v1/chat/completions", completion_window="24h"
     )
-    assert time.monotonic() - started >= 1.0
+    assert time.monotonic() - started >= LATER_HOLD_SECONDS
     assert [b.id for b in client.batches.list().data] == [batch.id]
 
 
@@ -127,11 +131,12 @@ def test_a_create_held_after_creating_exists_though_its_client_left(start_local_
     api: LocalBatchAPI = start_local_api()
     client = api.client()
     input_file = upload(client, [chat_request("a")])
-    api.configure(create_reply_delay_seconds=2.0)
+    api.configure(create_reply_delay_seconds=600)  # held until the setting is lowered
 
     with pytest.raises(openai.APITimeoutError):
         api.client(timeout=0.3).batches.create(
             input_file_id=input_file.id, endpoint="/v1/chat/completions", completion_window="24h"
         )
 
-    assert len(client.batches.list().data) == 1
+    assert len(wait_for(lambda: client.batches.list().data)) == 1
+    api.configure(create_reply_delay_seconds=0)

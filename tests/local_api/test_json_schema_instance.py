@@ -1,18 +1,30 @@
 """Tests for the JSON-schema instance builder behind structured outputs."""
 
+from __future__ import annotations
+
 import datetime as dt
 import ipaddress
 import json
+import os
 import re
+import subprocess
+import sys
 import urllib.parse
 import uuid
+from pathlib import Path
 
 import jsonschema
 import pytest
 
-from batch_assets.local_api.json_schema_instance import SchemaRefused, instance_for
+from batch_assets.local_api.json_schema_instance import (
+    MAX_BUILD_STEPS,
+    GenerationBudget,
+    SchemaRefused,
+    instance_for,
+)
 
 SEEDS = range(30)
+REPO = Path(__file__).resolve().parents[2]
 
 SCHEMAS: dict[str, dict] = {
     "sentiment": {
@@ -333,3 +345,114 @@ def test_ref_siblings_are_merged() -> None:
 def test_enum_values_outside_the_declared_type_are_not_picked() -> None:
     schema = {"type": "string", "enum": ["a", None, 3]}
     assert {instance_for(schema, seed=s) for s in SEEDS} == {"a"}
+
+
+# One pattern of each kind of regex syntax `pattern` may use.
+PATTERNS = {
+    "classes": r"^[A-Za-z_][A-Za-z0-9_]{2,6}$",
+    "negated_class": r"^[^aeiou\s]{3,5}$",
+    "categories": r"^\d\w\s\S\W\D$",
+    "alternation": r"^(?:cat|dog|bird)s?$",
+    "fixed_and_ranged_repeats": r"^a{3}b{1,2}c*d+e?$",
+    "lazy_and_possessive_repeats": r"^x+?y*+z{2,}?$",
+    "unanchored": r"[A-Z]{2}-\d{3}",
+    "string_anchors": r"\A(?:ab)+\Z",
+    "lookahead": r"^(?=.*\d)[a-z0-9]{4,8}$",
+    "negative_lookahead": r"^(?!test)[a-z]{4}$",
+    "lookbehind": r"^\w+(?<![_0-9])$",
+    "backreference": r"^(\w)-\1$",
+    "named_backreference": r"^(?P<tag>[a-z]{2})=(?P=tag)$",
+    "atomic_group": r"^(?>[a-z]+)\d$",
+    "conditional": r"^(<)?\w+(?(1)>|)$",
+    "verbose": "(?x) ^ [a-z]{3}  # three letters\n  - \\d{2} $",
+    "escapes": r"^\x41\u00e9\N{EM DASH}\.\t$",
+    "unicode_range": r"^[\u4e00-\u9fff]{2,4}$",
+    "dot": r"^.{5}$",
+    "case_insensitive": r"(?i)^abc$",
+}
+# Patterns whose built strings come from sets in rstr (negated classes, \W): their order changes
+# from process to process, the strings must not.
+SET_BUILT = [r"^[^a-z]{2,5}$", r"^\W{4}$", r"^[^\d\s]{3}$", r"^.{4}$"]
+
+
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+def test_every_kind_of_pattern_gives_strings_matching_it_whole(name: str) -> None:
+    pattern = PATTERNS[name]
+    values = [instance_for({"type": "string", "pattern": pattern}, seed=s) for s in range(15)]
+    assert [v for v in values if not re.fullmatch(pattern, v)] == []
+    assert len(set(values)) > 1 or name in ("escapes", "case_insensitive")
+
+
+def test_pattern_strings_keep_within_min_and_max_length() -> None:
+    schema = {"type": "string", "pattern": "^[a-z]+$", "minLength": 3, "maxLength": 4}
+    values = [instance_for(schema, seed=s) for s in SEEDS]
+    assert all(re.fullmatch("[a-z]{3,4}", v) for v in values), values
+
+
+def _set_built_values(hash_seed: str) -> str:
+    """The SET_BUILT strings for seeds 0-9, built in a fresh process with PYTHONHASHSEED set."""
+    code = (
+        "import json, sys\n"
+        "from batch_assets.local_api.json_schema_instance import instance_for\n"
+        "patterns = json.loads(sys.argv[1])\n"
+        "print(json.dumps([instance_for({'type': 'string', 'pattern': p}, seed=s)"
+        " for p in patterns for s in range(10)]))\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(SET_BUILT)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_pattern_strings_are_the_same_in_every_process() -> None:
+    outputs = {_set_built_values(hash_seed) for hash_seed in ("0", "1", "2", "3")}
+    assert len(outputs) == 1
+    expected = [
+        instance_for({"type": "string", "pattern": p}, seed=s) for p in SET_BUILT for s in range(10)
+    ]
+    assert json.loads(outputs.pop()) == expected
+
+
+@pytest.mark.parametrize("pattern", [r"a\bb", r"[^\s\S]", "(?:a+){12}$b"])
+def test_a_pattern_no_built_string_matches_gives_plain_words(pattern: str) -> None:
+    values = [instance_for({"type": "string", "pattern": pattern}, seed=s) for s in range(5)]
+    assert all(isinstance(v, str) and v and not re.search(pattern, v) for v in values)
+
+
+def test_a_pattern_whose_strings_can_overrun_an_answer_is_refused_before_building() -> None:
+    pattern = "(?:(?:" + "a" * 980 + "){300}){300}"  # 88 million characters
+    budget = GenerationBudget()
+    with pytest.raises(SchemaRefused, match="can build strings longer than the 512,000 characters"):
+        instance_for({"type": "string", "pattern": pattern}, seed=0, budget=budget)
+    assert MAX_BUILD_STEPS - budget.steps < 10
+
+
+def test_a_pattern_needing_more_steps_than_a_request_has_is_refused_before_building() -> None:
+    budget = GenerationBudget()
+    with pytest.raises(SchemaRefused, match=r"'a\{200000\}' needs more than the 100,000 steps"):
+        instance_for({"type": "string", "pattern": "a{200000}"}, seed=0, budget=budget)
+    assert budget.steps == -1
+
+
+def test_a_class_of_many_characters_costs_steps_by_its_size() -> None:
+    budget = GenerationBudget()
+    value = instance_for(
+        {"type": "string", "pattern": r"^[\u4e00-\u9fff]{2}$"}, seed=0, budget=budget
+    )
+    assert re.fullmatch(r"[\u4e00-\u9fff]{2}", value)
+    assert MAX_BUILD_STEPS - budget.steps >= 2 * 20_992 // 64
+
+
+def test_pattern_strings_hold_no_lone_surrogate() -> None:
+    # The range spans every surrogate: a lone one has no UTF-8 form, so no answer may hold one.
+    pattern = r"^[\ud7ff-\ue000]{6}$"
+    for seed in range(10):
+        value = instance_for({"type": "string", "pattern": pattern}, seed=seed)
+        assert re.fullmatch(pattern, value)
+        value.encode("utf-8")

@@ -67,10 +67,10 @@ def test_a_request_the_endpoint_rejects_gets_an_http_error_line(client: OpenAI) 
 def test_cancel_keeps_finished_results_and_marks_the_rest(
     local_api: LocalBatchAPI, client: OpenAI
 ) -> None:
-    local_api.configure(seconds_per_request=0.02)
+    local_api.configure(answer_at_most=10)
     ids = [f"r{i:03d}" for i in range(100)]
     batch = submit(client, [chat_request(i) for i in ids])
-    wait_for(lambda: client.batches.retrieve(batch.id).request_counts.completed >= 10)
+    wait_for(lambda: client.batches.retrieve(batch.id).request_counts.completed == 10)
 
     cancelling = client.batches.cancel(batch.id)
     assert cancelling.status == "cancelling"
@@ -80,7 +80,7 @@ def test_cancel_keeps_finished_results_and_marks_the_rest(
     assert done.status == "cancelled"
     assert done.cancelled_at >= done.cancelling_at
     finished = [line["custom_id"] for line in read_lines(client, done.output_file_id)]
-    assert 10 <= len(finished) < 100
+    assert len(set(finished)) == len(finished) == 10 and set(finished) <= set(ids)
     assert done.request_counts.completed == len(finished)
     assert done.request_counts.failed == 0
     unfinished = _without_ids(read_lines(client, done.error_file_id))
@@ -104,18 +104,20 @@ def test_cancel_of_a_finished_batch_is_refused(client: OpenAI) -> None:
 
 
 def test_window_over_expires_with_finished_results_kept(start_local_api) -> None:
-    server = start_local_api("--seconds-per-request", "0.02", "--window-seconds", "1")
+    server = start_local_api("--window-seconds", "60", "--answer-at-most", "50")
     client = server.client()
     ids = [f"r{i:03d}" for i in range(200)]
     batch = submit(client, [chat_request(i) for i in ids])
-    assert batch.expires_at == batch.created_at + 1
+    assert batch.expires_at == batch.created_at + 60
+    wait_for(lambda: client.batches.retrieve(batch.id).request_counts.completed == 50)
+    server.configure(clock_offset_seconds=61)  # the window is over
 
     done = wait_until_done(client, batch.id)
 
     assert done.status == "expired"
     assert done.expired_at is not None and done.completed_at is None
     finished = [line["custom_id"] for line in read_lines(client, done.output_file_id)]
-    assert 0 < len(finished) < 200
+    assert len(set(finished)) == len(finished) == 50 and set(finished) <= set(ids)
     assert done.request_counts.completed == len(finished)
     assert done.request_counts.failed == 0
     assert _without_ids(read_lines(client, done.error_file_id)) == [
