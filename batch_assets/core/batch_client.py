@@ -11,6 +11,7 @@ import httpx2
 from openai import APIConnectionError, AzureOpenAI, OpenAI
 from openai.types import Batch, FileObject
 
+from batch_assets.core.limits import BatchEndpoint, CompletionWindow
 from batch_assets.core.storage import Location, atomic_path, open_for_reading, storage_location
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -42,7 +43,9 @@ class BackendSettings:
     def build_client(self) -> OpenAI:
         """The SDK client for these settings."""
         if self.azure_endpoint:
-            return AzureOpenAI(
+            # openai's AzureOpenAI overloads leave out `project`, which its __init__ takes and
+            # hands on to OpenAI (the OpenAI-Project header).
+            azure: AzureOpenAI = AzureOpenAI(  # type: ignore[call-overload]
                 api_key=self.api_key,
                 azure_endpoint=self.azure_endpoint,
                 api_version=self.api_version,
@@ -51,6 +54,7 @@ class BackendSettings:
                 timeout=self.timeout_seconds,
                 max_retries=self.max_retries,
             )
+            return azure
         return OpenAI(
             api_key=self.api_key,
             base_url=self.base_url,
@@ -116,15 +120,15 @@ class BatchClient:
         self,
         input_file_id: str,
         *,
-        endpoint: str,
-        completion_window: str,
+        endpoint: BatchEndpoint,
+        completion_window: CompletionWindow,
         metadata: dict[str, str],
     ) -> Batch:
         """Create a batch on an uploaded file."""
         return self._client.batches.create(
             input_file_id=input_file_id,
-            endpoint=endpoint,  # type: ignore[arg-type]
-            completion_window=completion_window,  # type: ignore[arg-type]
+            endpoint=endpoint,
+            completion_window=completion_window,
             metadata=metadata,
         )
 

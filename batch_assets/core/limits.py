@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final, Literal, TypeVar
 
-CHAT_COMPLETIONS = "/v1/chat/completions"
-RESPONSES = "/v1/responses"
-EMBEDDINGS = "/v1/embeddings"
-COMPLETIONS = "/v1/completions"
-MODERATIONS = "/v1/moderations"
+CHAT_COMPLETIONS: Final = "/v1/chat/completions"
+RESPONSES: Final = "/v1/responses"
+EMBEDDINGS: Final = "/v1/embeddings"
+COMPLETIONS: Final = "/v1/completions"
+MODERATIONS: Final = "/v1/moderations"
 
-ENDPOINTS: tuple[str, ...] = (RESPONSES, CHAT_COMPLETIONS, EMBEDDINGS, COMPLETIONS, MODERATIONS)
+# The endpoints a batch can run, as `check_endpoint` returns them and `BatchClient.create` takes
+# them (the SDK's `batches.create` names these among its own literals).
+BatchEndpoint = Literal[
+    "/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations"
+]
+# The time frames the Batch API processes a batch within.
+CompletionWindow = Literal["24h"]
+COMPLETION_WINDOWS: tuple[CompletionWindow, ...] = ("24h",)
+
+ENDPOINTS: tuple[BatchEndpoint, ...] = (
+    RESPONSES,
+    CHAT_COMPLETIONS,
+    EMBEDDINGS,
+    COMPLETIONS,
+    MODERATIONS,
+)
+_Known = TypeVar("_Known", bound=str)
 MODEL_OPTIONAL_ENDPOINTS: frozenset[str] = frozenset({MODERATIONS})
 
 
@@ -32,10 +49,21 @@ class BatchLimits:
 DEFAULT_LIMITS = BatchLimits()
 
 
-def check_endpoint(endpoint: str) -> str:
+def _one_of(value: str, known: tuple[_Known, ...], setting: str) -> _Known:
+    """`value` as one of `known`; else a ValueError naming the setting and what it takes."""
+    for option in known:
+        if value == option:
+            return option
+    raise ValueError(
+        f"{setting} {value!r} is not one the Batch API takes; use one of: {', '.join(known)}"
+    )
+
+
+def check_endpoint(endpoint: str) -> BatchEndpoint:
     """Return `endpoint` if the Batch API accepts it; else raise ValueError listing those."""
-    if endpoint not in ENDPOINTS:
-        raise ValueError(
-            f"endpoint {endpoint!r} is not a Batch API endpoint; use one of: {', '.join(ENDPOINTS)}"
-        )
-    return endpoint
+    return _one_of(endpoint, ENDPOINTS, "endpoint")
+
+
+def check_completion_window(window: str) -> CompletionWindow:
+    """Return `window` if the Batch API accepts it; else raise ValueError naming those."""
+    return _one_of(window, COMPLETION_WINDOWS, "completion_window")

@@ -100,6 +100,7 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
 
 
 JSON_ANSWER_COLUMN = "answer_json"
+ANSWERED_STATUS = 200  # the status_code of an answered request
 
 
 def _result_columns(batch_id: str | None) -> list[pl.Expr]:
@@ -267,7 +268,7 @@ class _Line(msgspec.Struct, gc=False):
     error: _Error | None = None
 
 
-_LINES = msgspec.json.Decoder(_Line)
+_LINES: msgspec.json.Decoder[_Line] = msgspec.json.Decoder(_Line)
 _READ_BYTES = 1024 * 1024  # small pieces: the objects decoded stay in the CPU caches
 _FRAME_ROWS = 1 << 16
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -166,9 +166,9 @@ def find_unreadable(value: object, root: str | None = None) -> Unreadable | None
             key = json.dumps(step[1])
             detail = f"the key {key} holds a lone UTF-16 surrogate, which is not valid Unicode"
             return Unreadable(_path(step[0], root), detail)
-        detail = _value_problem(item)
-        if detail is not None:
-            return Unreadable(_path(step, root), detail)
+        problem = _value_problem(item)
+        if problem is not None:
+            return Unreadable(_path(step, root), problem)
         if isinstance(item, Mapping):
             children = list(item.items())
             stack.extend((child, (step, str(key))) for key, child in reversed(children))

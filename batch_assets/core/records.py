@@ -5,7 +5,7 @@ Files are named by URL (`s3://...`, `file:///...`), never by a path on one machi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -33,14 +33,3 @@ class Submission:
     def batch_ids(self) -> list[str]:
         """The batch ids, in shard order."""
         return [batch.batch_id for batch in self.batches]
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """Where a submission's results are: raw output and error files, and their parsed tables."""
-
-    output_files: tuple[str, ...]
-    error_files: tuple[str, ...]
-    output_table: str
-    errors_table: str
-    batch_ids: tuple[str, ...] = field(default_factory=tuple)

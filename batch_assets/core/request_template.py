@@ -108,7 +108,7 @@ class RequestTemplate:
                 names.append(name)
         return tuple(names)
 
-    def _parts(self) -> list[tuple[str, str | None, str, str | None]]:
+    def _parts(self) -> list[tuple[str, str | None, str | None, str | None]]:
         try:
             parts = list(string.Formatter().parse(self.user_template))
         except ValueError as exc:
@@ -260,10 +260,10 @@ def render_requests(df: pl.DataFrame, template: RequestTemplate) -> pl.DataFrame
         _escaped(custom_id) if ids_need_escape else custom_id,
         '"' + middle + '"',
     ]
-    for literal, name, _, _ in template._parts():
+    for literal, placeholder, _, _ in template._parts():
         pieces.append(_json_inner(literal))
-        if name is not None:
-            pieces.append(values_of[name])
+        if placeholder is not None:
+            pieces.append(values_of[placeholder])
     pieces.append('"' + tail)
     line: list[pl.Expr] = []
     literal = ""

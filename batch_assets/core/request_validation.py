@@ -120,6 +120,11 @@ class _ObjectWithDuplicates(dict[str, Any]):
     duplicate_keys: frozenset[str] = frozenset()
 
 
+def _duplicate_keys(value: object) -> frozenset[str]:
+    """The keys a parsed JSON object named more than once; none for any other value."""
+    return value.duplicate_keys if isinstance(value, _ObjectWithDuplicates) else frozenset()
+
+
 def _object_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) == len(pairs):
@@ -193,7 +198,7 @@ def check_request(
 
     if not isinstance(request, Mapping):
         raise fail(f"expected a JSON object, got {_describe(request)}")
-    duplicates = getattr(request, "duplicate_keys", frozenset())
+    duplicates = _duplicate_keys(request)
 
     def present(name: str, label: str, where: Mapping[str, Any], dups: frozenset[str]) -> Any:
         if name in dups:
@@ -216,7 +221,7 @@ def check_request(
     body = present("body", "body", request, duplicates)
     if not isinstance(body, Mapping):
         raise fail(f"expected an object, got {_describe(body)}", "body")
-    body_duplicates = getattr(body, "duplicate_keys", frozenset())
+    body_duplicates = _duplicate_keys(body)
     for key in _WATCHED_BODY_KEYS:
         if key in body_duplicates:
             raise fail("the key appears more than once", f"body.{key}", "duplicate_key")

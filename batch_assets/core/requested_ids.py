@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import polars as pl
 
 from batch_assets.core import storage
-from batch_assets.core.records import Submission, SubmittedBatch
+from batch_assets.core.records import SubmittedBatch
 
 _REQUESTED_SCHEMA = {"custom_id": pl.String, "batch_id": pl.String}
 
@@ -25,8 +26,8 @@ def _shard_ids(batch: SubmittedBatch) -> pl.DataFrame:
     return ids.with_columns(batch_id=pl.lit(batch.batch_id))
 
 
-def requested_ids(submission: Submission) -> pl.DataFrame:
-    """Every custom_id submitted, with the batch it went to."""
-    if not submission.batches:
+def requested_ids(batches: Sequence[SubmittedBatch]) -> pl.DataFrame:
+    """Every custom_id sent in `batches`, with the batch it went to."""
+    if not batches:
         return pl.DataFrame(schema=_REQUESTED_SCHEMA)
-    return pl.concat([_shard_ids(batch) for batch in submission.batches])
+    return pl.concat([_shard_ids(batch) for batch in batches])

@@ -18,9 +18,9 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from json.encoder import c_make_encoder, encode_basestring
+from json.encoder import encode_basestring
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import polars as pl
 from upath import UPath
@@ -45,8 +45,14 @@ from batch_assets.core.request_validation import (
 )
 from batch_assets.core.storage import is_local, local_path, publish, storage_location, url_of
 
+if TYPE_CHECKING:
+    from _json import make_encoder
+
 _FLUSH_BYTES = 1 << 20
 _NO_MODEL = object()
+# `_json.make_encoder` where CPython's C accelerator is there, else None (typeshed's json.encoder
+# leaves this undocumented name out).
+_C_MAKE_ENCODER: type[make_encoder] | None = getattr(json.encoder, "c_make_encoder", None)
 
 
 def _not_serializable(value: object) -> Any:
@@ -56,11 +62,11 @@ def _not_serializable(value: object) -> Any:
 def _chunk_encoder() -> Callable[[Any, int], Sequence[str]]:
     """Like `json.dumps(value, ensure_ascii=False, allow_nan=False)`, in chunks to join, without
     its per-call set-up: call it as `encode(value, 0)`."""
-    if c_make_encoder is None:  # no C accelerator (not CPython)
+    if _C_MAKE_ENCODER is None:  # no C accelerator (not CPython)
         encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
         return lambda value, _: (encoder.encode(value),)
     # No `markers`: a circular value ends in RecursionError instead of ValueError.
-    return c_make_encoder(  # type: ignore[no-any-return]
+    return _C_MAKE_ENCODER(
         None, _not_serializable, encode_basestring, None, ": ", ", ", False, False, False
     )
 
@@ -98,7 +104,8 @@ class _OpenShard:
     def __init__(self, index: int, model: str | None, destination: Path) -> None:
         self.index = index
         self.model = model
-        self.temp, self._lock = locked_temporary(destination)
+        self.temp, lock = locked_temporary(destination)
+        self._lock: int | None = lock
         self.stream: IO[bytes] | None = None
         self.exists = False
         self.sha256: Future[str] | None = None

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
@@ -244,7 +244,8 @@ def open_for_reading(location: Location) -> IO[bytes]:
     location = storage_location(location)
     if is_local(location):
         return local_path(location).open("rb")
-    return location.fs.open(location.path, "rb", block_size=DOWNLOAD_PART_BYTES)
+    # fsspec has no type hints: its `open` in binary mode returns a binary file object.
+    return cast(IO[bytes], location.fs.open(location.path, "rb", block_size=DOWNLOAD_PART_BYTES))
 
 
 def read_parquet(location: Location, columns: list[str] | None = None) -> pl.DataFrame:
