@@ -42,10 +42,12 @@ from openai import OpenAI
 
 from batch_assets.core.batch_client import TERMINAL_STATUSES
 from batch_assets.core.limits import BatchLimits
+from batch_assets.core.records import SubmittedBatch
 from batch_assets.core.request_template import RequestTemplate
 from batch_assets.local_api.process import LocalBatchAPIProcess
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.keys import STORAGE_DIR_VARIABLE
+from batch_assets.pipeline.ledger import AttemptRecord
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.sensor import batch_completion_sensor
 from batch_assets.pipeline.sources import DataFrameSource, IteratorSource
@@ -222,7 +224,9 @@ def bench_sensor_tick(repeats: int) -> None:
                     instance.report_runless_asset_event(
                         dg.AssetMaterialization(
                             asset_key=dg.AssetKey("fleet_batch"),
-                            metadata={"batch_ids": dg.MetadataValue.json([batch_id])},
+                            metadata=AttemptRecord(
+                                1, (SubmittedBatch(batch_id, "file", batch_id, "", 1, None),)
+                            ).to_metadata(),
                         )
                     )
                 ticks: list[tuple[float, int]] = []

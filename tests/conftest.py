@@ -12,6 +12,7 @@ from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 from openai import OpenAI
 
+from batch_assets.local_api.settings import Simulation
 from tests.local_api_server import LocalBatchAPI
 from tests.services.s3 import S3Server
 
@@ -27,21 +28,8 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-DEFAULT_SETTINGS = {
-    "seconds_per_request": 0.0,
-    "window_seconds": 86400.0,
-    "fail_rate": 0.0,
-    "enqueued_token_limit": None,
-    "http_error_rate": 0.0,
-    "retry_after_seconds": 1.0,
-    "finalizing_seconds": 0.0,
-    "clock_offset_seconds": 0.0,
-    "timeout_rate": 0.0,
-    "cut_downloads_after_bytes": None,
-    "stall_downloads_after_bytes": None,
-    "create_delay_seconds": 0.0,
-    "create_reply_delay_seconds": 0.0,
-}
+# Every simulation setting at its default, to put the shared server back after each test.
+DEFAULT_SETTINGS = Simulation().model_dump()
 
 
 @pytest.fixture(scope="session")

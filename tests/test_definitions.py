@@ -60,7 +60,11 @@ def test_lineage_runs_from_upstream_data_to_results() -> None:
     assert parents("review_sentiment_batch") == {"review_sentiment_requests"}
     assert parents("review_sentiment_output") == {"review_sentiment_batch"}
     assert parents("review_sentiment_errors") == {"review_sentiment_batch"}
-    assert parents("review_sentiment_results") == {"product_reviews", "review_sentiment_output"}
+    assert parents("review_sentiment_results") == {
+        "product_reviews",
+        "review_sentiment_output",
+        "review_sentiment_errors",
+    }
     assert parents("support_ticket_summaries_requests") == {"support_ticket_summaries_source_file"}
 
 

@@ -66,7 +66,22 @@ def test_no_asset_module_imports_another_asset_module_or_the_sensor(name: str) -
     assert not bad, f"{name}.py imports {sorted(bad)}"
 
 
-@pytest.mark.parametrize("name", ["spec", "keys", "sources", "resource", "event_log"])
+FOUNDATION = [
+    "spec",
+    "keys",
+    "settings",
+    "sources",
+    "resource",
+    "event_log",
+    "ledger",
+    "sensor_cursor",
+    "previews",
+    "submission",
+    "retries",
+]
+
+
+@pytest.mark.parametrize("name", FOUNDATION)
 def test_the_modules_everything_builds_on_import_nothing_above_them(name: str) -> None:
     bad = imported_modules(PACKAGE / "pipeline" / f"{name}.py") & ABOVE_SPEC
     assert not bad, f"{name}.py imports {sorted(bad)}"

@@ -3,19 +3,11 @@
 import dagster as dg
 
 from batch_assets.core.batch_client import TERMINAL_STATUSES
+from batch_assets.pipeline.ledger import CancelRequest, Ledger
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.spec import PipelineSpec
 
 CANCELLABLE = frozenset({"validating", "in_progress"})
-
-
-def latest_batch_ids(instance: dg.DagsterInstance, batch_key: dg.AssetKey) -> list[str]:
-    """The batch ids of the latest materialization of a `<name>_batch` asset."""
-    event = instance.get_latest_materialization_event(batch_key)
-    if event is None or event.asset_materialization is None:
-        return []
-    value = event.asset_materialization.metadata.get("batch_ids")
-    return list(value.value) if value is not None else []  # type: ignore[arg-type]
 
 
 def build_cancel_job(spec: PipelineSpec) -> dg.JobDefinition:
@@ -29,7 +21,9 @@ def build_cancel_job(spec: PipelineSpec) -> dg.JobDefinition:
     def cancel_batches(context: dg.OpExecutionContext) -> None:
         resource: OpenAIBatchResource = getattr(context.resources, spec.resource_key)
         client = resource.client
-        batch_ids = latest_batch_ids(context.instance, spec.batch_key)
+        ledger = Ledger(context.instance, spec.batch_key)
+        latest = ledger.latest_attempt()
+        batch_ids = latest.batch_ids if latest is not None else []
         if not batch_ids:
             context.log.info(f"{spec.batch_key.to_user_string()} has no submission to cancel.")
             return
@@ -44,15 +38,7 @@ def build_cancel_job(spec: PipelineSpec) -> dg.JobDefinition:
             f"Cancelling {len(cancelled)} batch(es) {sorted(cancelled)}; {len(finished)} had "
             "already ended. batch_completion_sensor keeps what they finished."
         )
-        context.instance.report_runless_asset_event(
-            dg.AssetObservation(
-                asset_key=spec.batch_key,
-                metadata={
-                    "cancel_requested": dg.MetadataValue.json(sorted(cancelled)),
-                    "cancel_requested_by_run": dg.MetadataValue.text(context.run.run_id),
-                },
-            )
-        )
+        ledger.record_cancel(CancelRequest(tuple(sorted(cancelled)), context.run.run_id))
 
     @dg.job(
         name=f"{spec.name}_cancel_job",

@@ -6,22 +6,18 @@
 import dagster as dg
 import polars as pl
 
-from batch_assets.core import storage
-from batch_assets.core.records import BatchResult, Submission
+from batch_assets.core.records import Submission
 from batch_assets.core.requested_ids import requested_ids
 from batch_assets.pipeline.spec import PipelineSpec
 
 
-def answer_counts(submission: Submission, result: BatchResult) -> dict[str, int]:
+def answer_counts(
+    submission: Submission, answers: pl.LazyFrame, errors: pl.LazyFrame
+) -> dict[str, int]:
     """How many requests came back never, once, and more than once across output and errors."""
-    returned = pl.concat(
-        [
-            storage.read_parquet(result.output_table, columns=["custom_id"]),
-            storage.read_parquet(result.errors_table, columns=["custom_id"]),
-        ]
-    )
+    returned = pl.concat([answers.select("custom_id"), errors.select("custom_id")]).collect()
     counts = (
-        requested_ids(submission)
+        requested_ids(submission.batches)
         .select("custom_id")
         .join(returned.group_by("custom_id").len(), on="custom_id", how="left")
         .with_columns(pl.col("len").fill_null(0))
@@ -41,13 +37,16 @@ def build_checks(spec: PipelineSpec) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(
         asset=spec.output_key,
         name="every_request_answered_once",
-        additional_ins={"submission": dg.AssetIn(spec.batch_key)},
+        additional_ins={
+            "errors": dg.AssetIn(spec.errors_key),
+            "submission": dg.AssetIn(spec.batch_key),
+        },
         description="Every custom_id of the requests appears exactly once in output or errors.",
     )
     def every_request_answered_once(
-        result: BatchResult, submission: Submission
+        answers: pl.LazyFrame, errors: pl.LazyFrame, submission: Submission
     ) -> dg.AssetCheckResult:
-        counts = answer_counts(submission, result)
+        counts = answer_counts(submission, answers, errors)
         return dg.AssetCheckResult(
             passed=counts["missing"] == counts["duplicated"] == counts["unexpected"] == 0,
             metadata={name: dg.MetadataValue.int(value) for name, value in counts.items()},
@@ -56,22 +55,22 @@ def build_checks(spec: PipelineSpec) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(
         asset=spec.errors_key,
         name="error_rate_below_threshold",
-        additional_ins={"result": dg.AssetIn(spec.output_key)},
+        additional_ins={"answers": dg.AssetIn(spec.output_key)},
         description=f"At most {spec.max_error_rate:.1%} of requests end in the errors table.",
     )
     def error_rate_below_threshold(
-        errors: pl.DataFrame, result: BatchResult
+        errors: pl.LazyFrame, answers: pl.LazyFrame
     ) -> dg.AssetCheckResult:
-        answered = storage.read_parquet(result.output_table, columns=["custom_id"]).height
-        total = answered + errors.height
-        rate = errors.height / total if total else 0.0
+        failed = errors.select(pl.len()).collect().item()
+        total = answers.select(pl.len()).collect().item() + failed
+        rate = failed / total if total else 0.0
         return dg.AssetCheckResult(
             passed=rate <= spec.max_error_rate,
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
                 "error_rate": dg.MetadataValue.float(round(rate, 6)),
                 "threshold": dg.MetadataValue.float(spec.max_error_rate),
-                "errors": dg.MetadataValue.int(errors.height),
+                "errors": dg.MetadataValue.int(failed),
                 "total": dg.MetadataValue.int(total),
             },
         )

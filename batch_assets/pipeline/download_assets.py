@@ -1,11 +1,16 @@
-"""`<name>_output` and `<name>_errors`: the batches' result files, downloaded and parsed."""
+"""`<name>_output` and `<name>_errors`: the batches' result files, downloaded and parsed.
+
+One step, four parts: gather the attempts' batches from the ledger and the Batch API; decide
+(`core/retry_decision`) whether to wait, fail, resubmit or finish; act on that; emit the frames.
+"""
 
 # Dagster reads `context: dg.AssetExecutionContext` at definition time, so annotations stay
 # evaluated here (no `from __future__ import annotations`).
 
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
@@ -13,23 +18,80 @@ from openai.types import Batch
 from upath import UPath
 
 from batch_assets.core import storage
-from batch_assets.core.batch_client import TERMINAL_STATUSES, BatchClient
+from batch_assets.core.batch_client import BatchClient
 from batch_assets.core.costs import estimate_cost_usd
-from batch_assets.core.output_parsing import RESULT_SCHEMA, empty_results, parse_batch_file
-from batch_assets.core.records import BatchResult, Submission
+from batch_assets.core.output_parsing import (
+    ANSWERED_STATUS,
+    RESULT_SCHEMA,
+    empty_results,
+    parse_batch_file,
+)
+from batch_assets.core.records import Submission, SubmittedBatch
 from batch_assets.core.requested_ids import requested_ids
-from batch_assets.core.retry_policy import hit_token_limit, merge_attempts, retryable
+from batch_assets.core.retry_decision import (
+    AttemptState,
+    ReadResults,
+    Rejected,
+    Resubmit,
+    StillRunning,
+    WaitForCapacity,
+    await_batches,
+    decide,
+)
+from batch_assets.core.retry_policy import merge_attempts, retryable
+from batch_assets.pipeline.ledger import Ledger, SubmissionHistory
+from batch_assets.pipeline.previews import frame_preview
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.retries import (
-    cancel_requested_ids,
+    cancelled_on_request,
     follow_up_materialization,
-    recorded_attempts,
     submit_follow_up,
 )
+from batch_assets.pipeline.settings import token_limit_backoff_seconds
 from batch_assets.pipeline.spec import PipelineSpec
 
 NOT_RETURNED_CODE = "not_returned"
-PREVIEW_ROWS = 5
+
+
+@dataclass(frozen=True)
+class CollectedResults:
+    """Every line that came back for a submission's attempts, one row per custom_id."""
+
+    batches: tuple[Batch, ...]
+    output_files: tuple[str, ...]
+    error_files: tuple[str, ...]
+    merged: pl.DataFrame
+
+    @property
+    def output(self) -> pl.DataFrame:
+        """The answered requests (HTTP 200)."""
+        return self.merged.filter(self._answered())
+
+    @property
+    def errors(self) -> pl.DataFrame:
+        """Every request that did not succeed."""
+        return self.merged.filter(~self._answered())
+
+    def _answered(self) -> pl.Series:
+        return (self.merged["status_code"] == ANSWERED_STATUS).fill_null(False)
+
+
+# Gather
+
+
+def gather_states(client: BatchClient, history: SubmissionHistory) -> list[AttemptState]:
+    """Each attempt's batches as the Batch API reports them now."""
+    found = client.find_batches(
+        {batch_id for attempt in history.attempts for batch_id in attempt.batch_ids}
+    )
+    return [
+        AttemptState(
+            attempt.number,
+            tuple(found[batch_id] for batch_id in attempt.batch_ids),
+            attempt.token_limit_waits,
+        )
+        for attempt in history.attempts
+    ]
 
 
 def _downloaded_and_parsed(
@@ -48,28 +110,141 @@ def _downloaded_and_parsed(
     return storage.url_of(destination), lines
 
 
-def _validation_failure(failed: Sequence[Batch]) -> dg.Failure:
+def _unreturned(
+    submitted: Sequence[SubmittedBatch], batches: Sequence[Batch], returned: pl.DataFrame
+) -> pl.DataFrame:
+    """Requests that came back in neither file, as error lines."""
+    missing = requested_ids(submitted).join(returned, on="custom_id", how="anti")
+    statuses = {batch.id: batch.status for batch in batches}
+    return missing.select(
+        pl.col("custom_id"),
+        pl.col("batch_id"),
+        pl.lit(NOT_RETURNED_CODE).alias("error_code"),
+        pl.format(
+            "No output or error line came back (batch {}).",
+            pl.col("batch_id").replace_strict(statuses, return_dtype=pl.String),
+        ).alias("error_message"),
+    )
+
+
+def gather_results(
+    client: BatchClient,
+    spec: PipelineSpec,
+    history: SubmissionHistory,
+    states: Sequence[AttemptState],
+) -> CollectedResults:
+    """Every attempt's output and error files, downloaded and parsed, merged per custom_id."""
+    output_files: list[str] = []
+    error_files: list[str] = []
+    per_attempt: list[pl.DataFrame] = []
+    for attempt, state in zip(history.attempts, states, strict=True):
+        frames: list[pl.DataFrame] = []
+        for batch in state.batches:
+            for file_id, kind, files in (
+                (batch.output_file_id, "output", output_files),
+                (batch.error_file_id, "errors", error_files),
+            ):
+                if file_id:
+                    destination = spec.downloads_dir / f"{batch.id}_{kind}.jsonl"
+                    url, lines = _downloaded_and_parsed(client, file_id, destination, batch.id)
+                    files.append(url)
+                    frames.append(lines)
+        returned = pl.concat(frames) if frames else empty_results()
+        unreturned = _unreturned(attempt.batches, state.batches, returned)
+        if unreturned.height:
+            returned = pl.concat([returned, unreturned], how="diagonal_relaxed").select(
+                list(RESULT_SCHEMA)
+            )
+        per_attempt.append(returned)
+    return CollectedResults(
+        batches=tuple(batch for state in states for batch in state.batches),
+        output_files=tuple(output_files),
+        error_files=tuple(error_files),
+        merged=merge_attempts(per_attempt),
+    )
+
+
+def retryable_ids(results: CollectedResults, *, cancel_requested: bool) -> set[str]:
+    """The custom_ids whose last answer failed for a reason worth another try."""
+    errors = results.errors
+    return set(errors.filter(retryable(errors, cancel_requested=cancel_requested))["custom_id"])
+
+
+# Act
+
+
+def _validation_failure(rejected: Rejected) -> dg.Failure:
+    """The Batch API's validation errors, as a failure that names the line."""
     errors = [
         {"batch_id": batch.id, **error.model_dump()}
-        for batch in failed
+        for batch in rejected.batches
         for error in (batch.errors.data if batch.errors and batch.errors.data else [])
     ]
     first = errors[0] if errors else {}
     where = f" on line {first['line']}" if first.get("line") else ""
     return dg.Failure(
-        description=f"{len(failed)} batch(es) failed validation at the Batch API: "
+        description=f"{len(rejected.batches)} batch(es) failed validation at the Batch API: "
         f"{first.get('code', 'unknown')}{where}: {first.get('message', 'no message')}",
         metadata={
             "validation_errors": dg.MetadataValue.json(errors),
-            "failed_batch_ids": dg.MetadataValue.json([batch.id for batch in failed]),
+            "failed_batch_ids": dg.MetadataValue.json([batch.id for batch in rejected.batches]),
         },
         allow_retries=False,
     )
 
 
+def report_waiting(
+    context: dg.AssetExecutionContext,
+    spec: PipelineSpec,
+    number: int,
+    waiting: StillRunning | Rejected | WaitForCapacity,
+) -> None:
+    """Fail on a rejected submission; otherwise say what the sensor waits for."""
+    if isinstance(waiting, Rejected):
+        raise _validation_failure(waiting)
+    outputs = f"{spec.output_key.to_user_string()} and {spec.errors_key.to_user_string()}"
+    if isinstance(waiting, StillRunning):
+        statuses = ", ".join(f"{s}: {n}" for s, n in sorted(waiting.statuses.items()))
+        what = (
+            f"{sum(waiting.statuses.values())} of {waiting.batch_count} batch(es) of attempt "
+            f"{number} still running ({statuses})"
+        )
+    else:
+        what = (
+            f"attempt {number} hit the enqueued-token limit; capacity wait {waiting.waits} "
+            f"ends at {time.strftime('%H:%M:%S', time.localtime(waiting.ready_at))}"
+        )
+    context.log.info(
+        f"{what}; skipping {outputs}. batch_completion_sensor will materialize them when the "
+        "batches end."
+    )
+
+
+def resubmit(
+    context: dg.AssetExecutionContext,
+    spec: PipelineSpec,
+    resource: OpenAIBatchResource,
+    history: SubmissionHistory,
+    decision: Resubmit,
+) -> None:
+    """Submit the follow-up attempt and record it in the ledger; the sensor watches it."""
+    folder = spec.run_dir(context.run.run_id) / "retry"
+    follow_up = submit_follow_up(resource.client, spec, history.attempts[0], decision, folder)
+    context.log_event(follow_up_materialization(spec, follow_up, resource.host))
+    context.log.info(
+        f"Resubmitted {len(decision.custom_ids)} request(s) because {decision.reason}, as "
+        f"attempt {decision.attempt} (batches {follow_up.batch_ids}); batch_completion_sensor "
+        f"will materialize {spec.output_key.to_user_string()} and "
+        f"{spec.errors_key.to_user_string()} when they end."
+    )
+
+
+# Emit
+
+
 def token_usage(batches: Sequence[Batch], output: pl.DataFrame) -> list[tuple[str, int, int]]:
     """(model, input tokens, output tokens) per batch: from `Batch.usage`, else the output lines."""
-    usage = []
+    usage: list[tuple[str, int, int]] = []
     for batch in batches:
         if batch.usage is not None:
             usage.append((batch.model or "", batch.usage.input_tokens, batch.usage.output_tokens))
@@ -77,7 +252,7 @@ def token_usage(batches: Sequence[Batch], output: pl.DataFrame) -> list[tuple[st
         lines = output.filter(pl.col("batch_id") == batch.id)
         usage.append(
             (
-                batch.model or (lines["model"].drop_nulls().first() or ""),
+                batch.model or str(lines["model"].drop_nulls().first() or ""),
                 int(lines["input_tokens"].sum()),
                 int(lines["output_tokens"].sum()),
             )
@@ -87,14 +262,14 @@ def token_usage(batches: Sequence[Batch], output: pl.DataFrame) -> list[tuple[st
 
 def usage_metadata(
     batches: Sequence[Batch], output: pl.DataFrame, spec: PipelineSpec
-) -> dict[str, Any]:
+) -> dict[str, dg.MetadataValue]:
     """Token totals and the estimated cost at batch prices."""
     usage = token_usage(batches, output)
     input_tokens = sum(entry[1] for entry in usage)
     output_tokens = sum(entry[2] for entry in usage)
     costs = [estimate_cost_usd(model, i, o, spec.prices) for model, i, o in usage]
     known = [cost for cost in costs if cost is not None]
-    metadata: dict[str, Any] = {
+    metadata: dict[str, dg.MetadataValue] = {
         "input_tokens": dg.MetadataValue.int(input_tokens),
         "output_tokens": dg.MetadataValue.int(output_tokens),
         "total_tokens": dg.MetadataValue.int(input_tokens + output_tokens),
@@ -111,213 +286,117 @@ def usage_metadata(
     return metadata
 
 
-def _preview(frame: pl.DataFrame, columns: Sequence[str]) -> str:
-    shown = frame.head(PREVIEW_ROWS).select(columns)
-    rows = [f"| {' | '.join(columns)} |", f"|{' --- |' * len(columns)}"]
-    for row in shown.iter_rows():
-        cells = [str(value).replace("\n", " ").replace("|", "\\|")[:80] for value in row]
-        rows.append(f"| {' | '.join(cells)} |")
-    return "\n".join(rows)
-
-
-def collect_results(
-    client: BatchClient, submission: Submission, batches: Sequence[Batch], downloads: UPath
-) -> tuple[list[str], list[str], pl.DataFrame]:
-    """Output and error file URLs and every line parsed; unreturned requests as error lines."""
-    output_files: list[str] = []
-    error_files: list[str] = []
-    frames: list[pl.DataFrame] = []
-    for batch in batches:
-        for file_id, kind, files in (
-            (batch.output_file_id, "output", output_files),
-            (batch.error_file_id, "errors", error_files),
-        ):
-            if file_id:
-                destination = downloads / f"{batch.id}_{kind}.jsonl"
-                url, lines = _downloaded_and_parsed(client, file_id, destination, batch.id)
-                files.append(url)
-                frames.append(lines)
-    returned = pl.concat(frames) if frames else empty_results()
-    missing = requested_ids(submission).join(returned, on="custom_id", how="anti")
-    if missing.height:
-        statuses = {batch.id: batch.status for batch in batches}
-        unreturned = missing.select(
-            [
-                pl.col("custom_id"),
-                pl.col("batch_id"),
-                pl.lit(NOT_RETURNED_CODE).alias("error_code"),
-                pl.format(
-                    "No output or error line came back (batch {}).",
-                    pl.col("batch_id").replace_strict(statuses, return_dtype=pl.String),
-                ).alias("error_message"),
-            ]
-        )
-        returned = pl.concat([returned, unreturned], how="diagonal_relaxed").select(
-            list(RESULT_SCHEMA)
-        )
-    return output_files, error_files, returned
+def emit(
+    context: dg.AssetExecutionContext,
+    spec: PipelineSpec,
+    host: str,
+    attempts: int,
+    results: CollectedResults,
+) -> Iterator[dg.Output[pl.DataFrame]]:
+    """The output and errors frames, each stored once by the pipeline's IO manager."""
+    output, errors = results.output, results.errors
+    statuses = Counter(batch.status for batch in results.batches)
+    common = {
+        "backend": dg.MetadataValue.text(host),
+        "batch_statuses": dg.MetadataValue.text(
+            ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
+        ),
+        "batch_ids": dg.MetadataValue.json([batch.id for batch in results.batches]),
+        "output_files": dg.MetadataValue.json(list(results.output_files)),
+        "error_files": dg.MetadataValue.json(list(results.error_files)),
+        "attempts": dg.MetadataValue.int(attempts),
+    }
+    total = output.height + errors.height
+    codes = Counter(errors["error_code"].fill_null("").to_list())
+    frames: dict[dg.AssetKey, tuple[pl.DataFrame, dict[str, dg.MetadataValue]]] = {
+        spec.output_key: (
+            output,
+            {
+                **usage_metadata(results.batches, output, spec),
+                "preview": dg.MetadataValue.md(
+                    frame_preview(output, ["custom_id", "answer", "finish_reason"])
+                ),
+            },
+        ),
+        spec.errors_key: (
+            errors,
+            {
+                "error_rate": dg.MetadataValue.float(
+                    round(errors.height / total, 6) if total else 0.0
+                ),
+                "error_codes": dg.MetadataValue.json(dict(sorted(codes.items()))),
+            },
+        ),
+    }
+    for key, (frame, metadata) in frames.items():
+        if key in context.selected_asset_keys:
+            yield dg.Output(
+                frame,
+                output_name=key.path[-1],
+                metadata={**common, "row_count": dg.MetadataValue.int(frame.height), **metadata},
+            )
 
 
 def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
     """Output and errors, materialized once every batch of the submission has ended."""
-    output_name, errors_name = spec.output_key.path[-1], spec.errors_key.path[-1]
-    common = dict(
-        is_required=False,
-        group_name=spec.group_name,
-        kinds={"openai", "parquet"},
-        tags=spec.tags(spec.download_role),
-    )
+
+    def out(key: dg.AssetKey, description: str) -> dg.AssetOut:
+        return dg.AssetOut(
+            key=key,
+            description=description,
+            is_required=False,
+            group_name=spec.group_name,
+            io_manager_key=spec.io_manager_key,
+            kinds={"openai", "parquet"},
+            tags=spec.tags(spec.download_role),
+        )
 
     @dg.multi_asset(
         name=f"{spec.name}_download",
         outs={
-            output_name: dg.AssetOut(
-                key=spec.output_key,
-                io_manager_key=spec.records_io_manager_key,
-                description="Every successful answer, one row per custom_id (Parquet), and the "
-                "raw output files; materialized by batch_completion_sensor when the batches end.",
-                **common,
+            spec.output_key.path[-1]: out(
+                spec.output_key,
+                "Every successful answer, one row per custom_id (Parquet); the raw output files "
+                "are listed in the metadata. Materialized by batch_completion_sensor when the "
+                "batches end.",
             ),
-            errors_name: dg.AssetOut(
-                key=spec.errors_key,
-                description="Every request that did not succeed, with its error code and "
-                "message: HTTP errors, expired, cancelled and unreturned requests.",
-                io_manager_key=spec.io_manager_key,
-                **common,
+            spec.errors_key.path[-1]: out(
+                spec.errors_key,
+                "Every request that did not succeed, with its error code and message: HTTP "
+                "errors, expired, cancelled and unreturned requests.",
             ),
         },
         ins={"submission": dg.AssetIn(spec.batch_key)},
         can_subset=True,
         required_resource_keys={spec.resource_key},
     )
-    def download(context: dg.AssetExecutionContext, submission: Submission) -> Iterator[dg.Output]:
+    def download(
+        context: dg.AssetExecutionContext, submission: Submission
+    ) -> Iterator[dg.Output[pl.DataFrame]]:
         resource: OpenAIBatchResource = getattr(context.resources, spec.resource_key)
-        client = resource.client
-        attempts, submitted_at = recorded_attempts(context.instance, spec, submission)
-        latest = attempts[-1]
-        found = client.find_batches(
-            {batch_id for attempt in attempts for batch_id in attempt.submission.batch_ids}
-        )
-        latest_batches = [found[batch_id] for batch_id in latest.submission.batch_ids]
-        running = [batch for batch in latest_batches if batch.status not in TERMINAL_STATUSES]
-        if running:
-            counts = Counter(batch.status for batch in running)
-            context.log.info(
-                f"{len(running)} of {len(latest_batches)} batch(es) of attempt {latest.number} "
-                f"still running ({', '.join(f'{s}: {n}' for s, n in sorted(counts.items()))}); "
-                f"skipping {output_name} and {errors_name}. batch_completion_sensor will "
-                "materialize them when the batches end."
-            )
+        ledger = Ledger(context.instance, spec.batch_key)
+        history = ledger.history(submission)
+        states = gather_states(resource.client, history)
+        backoff = token_limit_backoff_seconds()
+        waiting = await_batches(states[-1], now=time.time(), base_backoff=backoff)
+        if not isinstance(waiting, ReadResults):
+            report_waiting(context, spec, history.latest.number, waiting)
             return
-        failed = [batch for batch in latest_batches if batch.status == "failed"]
-        if any(not hit_token_limit(batch) for batch in failed):
-            raise _validation_failure(failed)
         spec.prepare_storage(context.log.info)
-        run_dir = spec.run_dir(context.run.run_id)
-        folder = run_dir / "results"
-        batches: list[Batch] = []
-        output_files: list[str] = []
-        error_files: list[str] = []
-        returned: list[pl.DataFrame] = []
-        for attempt in attempts:
-            attempt_batches = [found[batch_id] for batch_id in attempt.submission.batch_ids]
-            outputs, errors, lines = collect_results(
-                client, attempt.submission, attempt_batches, spec.downloads_dir
-            )
-            batches += attempt_batches
-            output_files += outputs
-            error_files += errors
-            returned.append(lines)
-        merged = merge_attempts(returned)
-        answered = (merged["status_code"] == 200).fill_null(False)
-        errors = merged.filter(~answered)
-        cancelled_on_request = bool(
-            cancel_requested_ids(context.instance, spec, submitted_at)
-            & set(latest.submission.batch_ids)
+        results = gather_results(resource.client, spec, history, states)
+        cancelled = cancelled_on_request(
+            ledger.cancel_requested(history.first_storage_id), history.latest
         )
-        retry_ids = set(
-            errors.filter(retryable(errors, cancel_requested=cancelled_on_request))["custom_id"]
+        decision = decide(
+            states,
+            retryable_ids(results, cancel_requested=cancelled),
+            max_attempts=spec.max_attempts,
+            now=time.time(),
+            base_backoff=backoff,
         )
-        waiting_for_capacity = bool(failed)
-        counted = sum(
-            1
-            for attempt in attempts
-            if not any(
-                hit_token_limit(found[batch_id]) for batch_id in attempt.submission.batch_ids
-            )
-        )
-        if retry_ids and (waiting_for_capacity or counted < spec.max_attempts):
-            follow_up = submit_follow_up(
-                client, spec, submission, retry_ids, latest.number + 1, run_dir / "retry"
-            )
-            context.log_event(
-                follow_up_materialization(
-                    spec,
-                    submission,
-                    follow_up,
-                    latest.number + 1,
-                    resource.host,
-                    latest.token_limit_waits + 1 if waiting_for_capacity else 0,
-                )
-            )
-            reason = (
-                "the enqueued-token limit was reached"
-                if waiting_for_capacity
-                else "they failed for a retryable reason"
-            )
-            context.log.info(
-                f"Resubmitted {len(retry_ids)} request(s) because {reason}, as "
-                f"attempt {latest.number + 1} (batches {follow_up.batch_ids}); "
-                f"batch_completion_sensor will materialize {output_name} and {errors_name} "
-                "when they end."
-            )
+        if isinstance(decision, Resubmit):
+            resubmit(context, spec, resource, history, decision)
             return
-        output = merged.filter(answered)
-        result = BatchResult(
-            output_files=tuple(output_files),
-            error_files=tuple(error_files),
-            output_table=storage.write_parquet(output, folder / "output.parquet"),
-            errors_table=storage.write_parquet(errors, folder / "errors.parquet"),
-            batch_ids=tuple(batch.id for batch in batches),
-        )
-        statuses = Counter(batch.status for batch in batches)
-        common_metadata = {
-            "backend": dg.MetadataValue.text(resource.host),
-            "batch_statuses": dg.MetadataValue.text(
-                ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
-            ),
-            "batch_ids": dg.MetadataValue.json(list(result.batch_ids)),
-        }
-        total = output.height + errors.height
-        if spec.output_key in context.selected_asset_keys:
-            yield dg.Output(
-                result,
-                output_name=output_name,
-                metadata={
-                    **common_metadata,
-                    "row_count": dg.MetadataValue.int(output.height),
-                    "attempts": dg.MetadataValue.int(latest.number),
-                    **usage_metadata(batches, output, spec),
-                    "output_table": dg.MetadataValue.path(result.output_table),
-                    "preview": dg.MetadataValue.md(
-                        _preview(output, ["custom_id", "answer", "finish_reason"])
-                    ),
-                },
-            )
-        if spec.errors_key in context.selected_asset_keys:
-            codes = Counter(errors["error_code"].fill_null("").to_list())
-            yield dg.Output(
-                errors,
-                output_name=errors_name,
-                metadata={
-                    **common_metadata,
-                    "row_count": dg.MetadataValue.int(errors.height),
-                    "error_rate": dg.MetadataValue.float(
-                        round(errors.height / total, 6) if total else 0.0
-                    ),
-                    "error_codes": dg.MetadataValue.json(dict(sorted(codes.items()))),
-                    "errors_table": dg.MetadataValue.path(result.errors_table),
-                },
-            )
+        yield from emit(context, spec, resource.host, history.latest.number, results)
 
     return download

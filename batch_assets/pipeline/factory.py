@@ -10,19 +10,29 @@ import dagster as dg
 from upath import UPath
 
 from batch_assets.core.costs import DEFAULT_PRICES, ModelPrice
-from batch_assets.core.limits import DEFAULT_LIMITS, BatchLimits, check_endpoint
+from batch_assets.core.limits import (
+    CHAT_COMPLETIONS,
+    DEFAULT_LIMITS,
+    BatchLimits,
+    check_completion_window,
+    check_endpoint,
+)
 from batch_assets.pipeline.cancel_job import build_cancel_job
 from batch_assets.pipeline.checks import build_checks
 from batch_assets.pipeline.download_assets import build_download_assets
-from batch_assets.pipeline.keys import BATCH_METADATA_KEYS, MAX_BATCH_METADATA_KEYS
+from batch_assets.pipeline.keys import (
+    DEFAULT_RESOURCE_KEY,
+    MAX_BATCH_METADATA_KEYS,
+    RESERVED_METADATA_KEYS,
+)
 from batch_assets.pipeline.parquet_io_manager import PolarsParquetIOManager
 from batch_assets.pipeline.request_assets import build_requests_asset, source_file_spec
 from batch_assets.pipeline.results_asset import build_results_asset
+from batch_assets.pipeline.sensor import completion_sensor
 from batch_assets.pipeline.sources import BatchSource, DataFrameSource, JsonlFileSource
 from batch_assets.pipeline.spec import PipelineSpec, resolve_storage
 from batch_assets.pipeline.submit_asset import build_submit_asset
 
-RESERVED_METADATA_KEYS = len(BATCH_METADATA_KEYS)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -41,18 +51,19 @@ def build_batch_pipeline(
     max_attempts: int = 3,
     schedule: str | None = None,
     storage_dir: Path | str | UPath | None = None,
-    resource_key: str = "openai_batch",
+    resource_key: str = DEFAULT_RESOURCE_KEY,
     io_manager_key: str | None = None,
 ) -> dg.Definitions:
     """Assets, checks, jobs and an optional schedule that run `source` through the Batch API.
 
     The assets are `<name>_requests`, `<name>_batch`, `<name>_output`, `<name>_errors` and, for a
     DataFrame source, `<name>_results`; the jobs are `<name>_submit_job` and `<name>_cancel_job`.
-    `batch_completion_sensor` (in `batch_assets/defs`) watches the batches and materializes the
-    downloads when they end. The errors and results frames are stored as Parquet under
-    `<storage>/<name>/tables/` by the `<name>_io_manager` resource returned here, unless
-    `io_manager_key` names an IO manager you provide; the records runs hand each other (shards,
-    submission, result files) are pickled under `<storage>/<name>/records/` by
+    The completion sensor of `resource_key` (`batch_completion_sensor` for the default
+    `openai_batch`, shared by every pipeline on that resource) watches the batches and
+    materializes the downloads when they end. The output, errors and results frames are stored
+    as Parquet under `<storage>/<name>/tables/` by the `<name>_io_manager` resource returned
+    here, unless `io_manager_key` names an IO manager you provide; the records runs hand each
+    other (shards, submission) are pickled under `<storage>/<name>/records/` by
     `<name>_records_io_manager`. The storage is `storage_dir`, else $BATCH_ASSETS_STORAGE_DIR,
     else `data/generated/`: a path or a URL such as `s3://bucket/prefix`, read once here.
     """
@@ -66,7 +77,8 @@ def build_batch_pipeline(
                 f"endpoint {endpoint!r} differs from the template's {source.template.endpoint!r}"
             )
         endpoint = source.template.endpoint
-    check_endpoint(endpoint or "/v1/chat/completions")
+    batch_endpoint = check_endpoint(endpoint or CHAT_COMPLETIONS)
+    window = check_completion_window(completion_window)
     user_metadata = dict(metadata or {})
     room = MAX_BATCH_METADATA_KEYS - RESERVED_METADATA_KEYS
     if len(user_metadata) > room:
@@ -83,8 +95,8 @@ def build_batch_pipeline(
     spec = PipelineSpec(
         name=name,
         source=source,
-        endpoint=endpoint or "/v1/chat/completions",
-        completion_window=completion_window,
+        endpoint=batch_endpoint,
+        completion_window=window,
         metadata=user_metadata,
         group_name=group_name or name,
         description=description,
@@ -128,6 +140,7 @@ def build_batch_pipeline(
         asset_checks=build_checks(spec),
         jobs=[submit_job, build_cancel_job(spec)],
         schedules=schedules,
+        sensors=[completion_sensor(resource_key)],
         resources={
             spec.records_io_manager_key: dg.FilesystemIOManager(base_dir=str(spec.records_dir)),
             **(

@@ -8,6 +8,7 @@ import hashlib
 # runs per pipeline by PIPELINE_TAG.
 PIPELINE_TAG = "batch_assets/pipeline"
 ROLE_TAG = "batch_assets/role"
+RESOURCE_TAG = "batch_assets/resource"
 SUBMISSION_ROLE = "submission"
 DOWNLOAD_ROLE = "download"
 RUN_KEY_TAG = "dagster/run_key"
@@ -26,6 +27,22 @@ BATCH_METADATA_KEYS = (
     ATTEMPT_KEY,
 )
 MAX_BATCH_METADATA_KEYS = 16
+RESERVED_METADATA_KEYS = len(BATCH_METADATA_KEYS)
+
+# The ledger (pipeline/ledger.py): keys of `<name>_batch` materializations, one per attempt, and
+# of its observations, one per cancel request. Only the ledger writes and reads them.
+LEDGER_BATCH_IDS = "batch_ids"
+LEDGER_BATCHES = "batches"
+LEDGER_ATTEMPT = "attempt"
+LEDGER_RETRY_OF = "retry_of"
+LEDGER_TOKEN_LIMIT_WAITS = "token_limit_waits"
+LEDGER_REUSED_BATCHES = "reused_batches"
+LEDGER_REUSED_UPLOADS = "reused_uploads"
+LEDGER_REQUEST_COUNT = "request_count"
+LEDGER_CANCEL_REQUESTED = "cancel_requested"
+LEDGER_CANCEL_REQUESTED_BY_RUN = "cancel_requested_by_run"
+
+DEFAULT_RESOURCE_KEY = "openai_batch"
 
 # Environment variables.
 STORAGE_DIR_VARIABLE = "BATCH_ASSETS_STORAGE_DIR"

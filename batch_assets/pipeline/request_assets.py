@@ -3,8 +3,7 @@
 # Dagster reads `context: dg.AssetExecutionContext` at definition time, so annotations stay
 # evaluated here (no `from __future__ import annotations`).
 
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -20,40 +19,9 @@ from batch_assets.core.sharding import (
     shard_request_frame,
     shard_requests,
 )
+from batch_assets.pipeline.previews import requests_preview
 from batch_assets.pipeline.sources import DataFrameSource, IteratorSource, JsonlFileSource
 from batch_assets.pipeline.spec import PipelineSpec
-
-PREVIEW_ROWS = 5
-PREVIEW_CHARS = 80
-
-
-def _prompt_preview(body: dict[str, Any]) -> str:
-    """The last text a request sends, cut short for a table cell."""
-    texts: list[str] = []
-    for message in body.get("messages") or []:
-        if isinstance(message.get("content"), str):
-            texts.append(message["content"])
-    for key in ("input", "prompt"):
-        value = body.get(key)
-        if isinstance(value, str):
-            texts.append(value)
-        elif isinstance(value, list) and value and isinstance(value[-1], str):
-            texts.append(value[-1])
-    text = (texts[-1] if texts else "").replace("\n", " ").replace("|", "\\|")
-    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
-
-
-def preview_table(shards: Sequence[Shard]) -> str:
-    """The first requests as a Markdown table."""
-    rows = ["| custom_id | model | prompt |", "| --- | --- | --- |"]
-    if shards:
-        with storage.open_for_reading(shards[0].url) as lines:
-            for _, raw in zip(range(PREVIEW_ROWS), lines, strict=False):
-                request = json.loads(raw)
-                body = request.get("body") or {}
-                custom_id = str(request.get("custom_id")).replace("|", "\\|")
-                rows.append(f"| {custom_id} | {body.get('model', '')} | {_prompt_preview(body)} |")
-    return "\n".join(rows)
 
 
 def requests_metadata(shards: Sequence[Shard]) -> dict[str, Any]:
@@ -67,7 +35,7 @@ def requests_metadata(shards: Sequence[Shard]) -> dict[str, Any]:
             sum(shard.est_input_tokens for shard in shards)
         ),
         "shard_files": dg.MetadataValue.json([shard.url for shard in shards]),
-        "preview": dg.MetadataValue.md(preview_table(shards)),
+        "preview": dg.MetadataValue.md(requests_preview(shards)),
     }
 
 
@@ -153,18 +121,25 @@ def build_requests_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         JsonlFileSource: "read from a JSONL file of ready requests",
         IteratorSource: "streamed from a function that yields request dicts",
     }[type(source)]
-    decorator = dict(
-        name=spec.requests_key.path[-1],
-        group_name=spec.group_name,
-        io_manager_key=spec.records_io_manager_key,
-        kinds={"polars", "openai"},
-        tags=spec.tags(),
-        description=f"Batch requests for {spec.endpoint}, {origin}, validated and split into "
-        "shards within the Batch API's limits.",
-    )
+
+    def decorator(
+        ins: Mapping[str, dg.AssetIn] | None = None, deps: Sequence[dg.AssetKey] = ()
+    ) -> Callable[[Callable[..., dg.Output[list[Shard]]]], dg.AssetsDefinition]:
+        return dg.asset(
+            name=spec.requests_key.path[-1],
+            ins=ins,
+            deps=deps,
+            group_name=spec.group_name,
+            io_manager_key=spec.records_io_manager_key,
+            kinds={"polars", "openai"},
+            tags=spec.tags(),
+            description=f"Batch requests for {spec.endpoint}, {origin}, validated and split "
+            "into shards within the Batch API's limits.",
+        )
+
     if isinstance(source, DataFrameSource):
 
-        @dg.asset(ins={"frame": dg.AssetIn(source.upstream_key)}, **decorator)
+        @decorator(ins={"frame": dg.AssetIn(source.upstream_key)})
         def requests_from_frame(
             context: dg.AssetExecutionContext, frame: pl.DataFrame
         ) -> dg.Output[list[Shard]]:
@@ -172,9 +147,7 @@ def build_requests_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
 
         return requests_from_frame
 
-    deps = [spec.source_file_key] if isinstance(source, JsonlFileSource) else []
-
-    @dg.asset(deps=deps, **decorator)
+    @decorator(deps=[spec.source_file_key] if isinstance(source, JsonlFileSource) else [])
     def requests_asset(context: dg.AssetExecutionContext) -> dg.Output[list[Shard]]:
         return _build_shards(spec, context, None)
 

@@ -8,7 +8,7 @@ from pydantic import Field, PrivateAttr
 from batch_assets.core.batch_client import BackendSettings, BatchClient
 
 
-class OpenAIBatchResource(dg.ConfigurableResource):
+class OpenAIBatchResource(dg.ConfigurableResource["OpenAIBatchResource"]):
     """OpenAI's Files and Batches API, or Azure OpenAI's, or any compatible server."""
 
     api_key: str | None = Field(

@@ -6,14 +6,14 @@
 import dagster as dg
 import polars as pl
 
-from batch_assets.core import storage
-from batch_assets.core.output_parsing import JSON_ANSWER_COLUMN, decode_json_answers
-from batch_assets.core.records import BatchResult
+from batch_assets.core.output_parsing import (
+    ANSWERED_STATUS,
+    JSON_ANSWER_COLUMN,
+    decode_json_answers,
+)
 from batch_assets.core.results_join import clash_message, clashing_columns, join_results
 from batch_assets.pipeline.sources import DataFrameSource
 from batch_assets.pipeline.spec import PipelineSpec
-
-ANSWERED_STATUS = 200
 
 
 def results_metadata(joined: pl.DataFrame) -> dict[str, dg.MetadataValue]:
@@ -36,7 +36,11 @@ def build_results_asset(spec: PipelineSpec, source: DataFrameSource) -> dg.Asset
 
     @dg.asset(
         name=spec.results_key.path[-1],
-        ins={"frame": dg.AssetIn(source.upstream_key), "result": dg.AssetIn(spec.output_key)},
+        ins={
+            "frame": dg.AssetIn(source.upstream_key),
+            "answers": dg.AssetIn(spec.output_key),
+            "errors": dg.AssetIn(spec.errors_key),
+        },
         group_name=spec.group_name,
         io_manager_key=spec.io_manager_key,
         kinds={"polars", "parquet"},
@@ -46,19 +50,21 @@ def build_results_asset(spec: PipelineSpec, source: DataFrameSource) -> dg.Asset
         f"`{JSON_ANSWER_COLUMN}`.",
     )
     def results(
-        context: dg.AssetExecutionContext, frame: pl.DataFrame, result: BatchResult
+        context: dg.AssetExecutionContext,
+        frame: pl.DataFrame,
+        answers: pl.DataFrame,
+        errors: pl.DataFrame,
     ) -> dg.Output[pl.DataFrame]:
         clash = clashing_columns(frame.columns, source.template)
         if clash:
             raise dg.Failure(
                 description=f"Cannot join the results: {clash_message(clash)}. The answers "
-                f"are kept in {result.output_table} and {result.errors_table}.",
+                f"are kept in {spec.output_key.to_user_string()} and "
+                f"{spec.errors_key.to_user_string()}.",
                 metadata={"columns": dg.MetadataValue.json(clash)},
                 allow_retries=False,
             )
-        returned = pl.concat(
-            [storage.read_parquet(result.output_table), storage.read_parquet(result.errors_table)]
-        )
+        returned = pl.concat([answers, errors])
         if source.template.response_format is not None:
             returned = decode_json_answers(returned, schema=source.template.response_format)
         joined = join_results(frame, id_column, returned)

@@ -1,38 +1,38 @@
-"""One sensor that watches every submitted batch of every pipeline and asks for the download."""
+"""The completion sensor: watches every submitted batch of the pipelines on one Batch API resource
+and asks for one download run per attempt whose batches have ended."""
 
 from __future__ import annotations
 
-import json
-import os
+import functools
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import dagster as dg
+from openai.types import Batch
 
-from batch_assets.core.batch_client import TERMINAL_STATUSES
-from batch_assets.core.retry_policy import hit_token_limit
-from batch_assets.pipeline.event_log import records_after
+from batch_assets.core.retry_decision import (
+    AttemptState,
+    StillRunning,
+    WaitForCapacity,
+    await_batches,
+)
 from batch_assets.pipeline.keys import (
-    BACKOFF_VARIABLE,
+    DEFAULT_RESOURCE_KEY,
     DOWNLOAD_ROLE,
-    INTERVAL_VARIABLE,
     PIPELINE_TAG,
+    RESOURCE_TAG,
     ROLE_TAG,
     RUN_KEY_TAG,
     SUBMISSION_ROLE,
-    submission_run_key,
 )
+from batch_assets.pipeline.ledger import Ledger
 from batch_assets.pipeline.resource import OpenAIBatchResource
+from batch_assets.pipeline.sensor_cursor import PendingAttempt, Progress, SensorCursor
+from batch_assets.pipeline.settings import sensor_interval_seconds, token_limit_backoff_seconds
 
 RUN_KEYS_PER_QUERY = 500
-MAX_BACKOFF_SECONDS = 900.0
-
-
-def token_limit_backoff_seconds(waits: int) -> float:
-    """How long to wait before resubmitting after `waits` token-limit failures in a row."""
-    base = float(os.environ.get(BACKOFF_VARIABLE, "60"))
-    return min(base * 2 ** max(waits - 1, 0), MAX_BACKOFF_SECONDS)
+SENSOR_NAME = "batch_completion_sensor"
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,16 @@ class WatchedPipeline:
     download_keys: tuple[dg.AssetKey, ...]
 
 
-def watched_pipelines(repository: dg.RepositoryDefinition) -> list[WatchedPipeline]:
-    """Every pipeline in the code location, found by the tags the factory puts on its assets."""
+def watched_pipelines(
+    repository: dg.RepositoryDefinition, resource_key: str = DEFAULT_RESOURCE_KEY
+) -> list[WatchedPipeline]:
+    """The pipelines on `resource_key`, found by the tags the factory puts on their assets."""
     submissions: dict[str, dg.AssetKey] = {}
     downloads: dict[str, list[dg.AssetKey]] = {}
     for assets_def in repository.assets_defs_by_key.values():
         for spec in assets_def.specs:
             pipeline = spec.tags.get(PIPELINE_TAG)
-            if pipeline is None:
+            if pipeline is None or spec.tags.get(RESOURCE_TAG) != resource_key:
                 continue
             role = spec.tags.get(ROLE_TAG)
             if role == SUBMISSION_ROLE:
@@ -64,126 +66,152 @@ def watched_pipelines(repository: dg.RepositoryDefinition) -> list[WatchedPipeli
     ]
 
 
-def _load_cursor(raw: str | None) -> dict[str, Any]:
-    cursor = json.loads(raw) if raw else {}
-    cursor.setdefault("after", 0)
-    cursor.setdefault("pending", {})
-    return cursor
-
-
-def _requested_run_keys(instance: dg.DagsterInstance, run_keys: list[str]) -> set[str]:
+def requested_run_keys(instance: dg.DagsterInstance, run_keys: Sequence[str]) -> set[str]:
     """Those of `run_keys` that some run already carries, as the daemon tags them."""
     found: set[str] = set()
     for start in range(0, len(run_keys), RUN_KEYS_PER_QUERY):
-        chunk = run_keys[start : start + RUN_KEYS_PER_QUERY]
+        chunk = list(run_keys[start : start + RUN_KEYS_PER_QUERY])
         for run in instance.get_runs(dg.RunsFilter(tags={RUN_KEY_TAG: chunk})):
             found.add(run.tags[RUN_KEY_TAG])
     return found
 
 
-def _read_new_submissions(
-    context: dg.SensorEvaluationContext, pipelines: list[WatchedPipeline], cursor: dict[str, Any]
+def read_new_attempts(
+    instance: dg.DagsterInstance, pipelines: Iterable[WatchedPipeline], cursor: SensorCursor
 ) -> None:
-    """Add submissions materialized since the cursor, and not yet downloaded, to the pending."""
-    newest = cursor["after"]
-    found: dict[str, dict[str, Any]] = {}
+    """Add attempts recorded since the cursor, and not yet downloaded, to the pending."""
+    newest = cursor.after
+    found: dict[str, PendingAttempt] = {}
     for pipeline in pipelines:
         # Read to the end: a cap per pipeline would let another pipeline's newer records move
         # the shared cursor past the ones left unread.
-        for record in records_after(
-            context.instance.fetch_materializations, pipeline.submission_key, cursor["after"]
+        for storage_id, attempt in Ledger(instance, pipeline.submission_key).attempts_after(
+            cursor.after
         ):
-            newest = max(newest, record.storage_id)
-            materialization = record.asset_materialization
-            if materialization is None or "batch_ids" not in materialization.metadata:
+            newest = max(newest, storage_id)
+            if attempt is None or not attempt.batches:
                 continue
-            batch_ids = list(materialization.metadata["batch_ids"].value)  # type: ignore[arg-type]
-            if not batch_ids:
-                continue
-            waits = materialization.metadata.get("token_limit_waits")
-            found[submission_run_key(batch_ids)] = {
-                "pipeline": pipeline.name,
-                "batch_ids": batch_ids,
-                "progress": None,
-                "token_limit_waits": int(waits.value) if waits is not None else 0,  # type: ignore[arg-type]
-            }
-    # After a lost cursor, submissions whose download run already exists are history, not work:
+            found[attempt.run_key] = PendingAttempt(
+                pipeline.name, attempt.batch_ids, attempt.token_limit_waits, attempt.number
+            )
+    # After a lost cursor, attempts whose download run already exists are history, not work:
     # skipping them keeps the tick from looking up every batch ever submitted.
-    for run_key in _requested_run_keys(context.instance, list(found)):
+    for run_key in requested_run_keys(instance, list(found)):
         del found[run_key]
-    cursor["pending"].update(found)
-    cursor["after"] = newest
+    cursor.pending.update(found)
+    cursor.after = newest
 
 
-@dg.sensor(
-    name="batch_completion_sensor",
-    description="Watches every submitted batch; when a submission has ended, materializes its "
-    "output, errors and results.",
-    minimum_interval_seconds=int(os.environ.get(INTERVAL_VARIABLE, "30")),
-    target=dg.AssetSelection.tag(ROLE_TAG, DOWNLOAD_ROLE),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def batch_completion_sensor(
-    context: dg.SensorEvaluationContext, openai_batch: OpenAIBatchResource
-) -> dg.SensorResult | dg.SkipReason:
-    """Record progress of batches in flight and ask for one download run per ended submission."""
-    pipelines = {pipeline.name: pipeline for pipeline in watched_pipelines(context.repository_def)}
-    cursor = _load_cursor(context.cursor)
-    _read_new_submissions(context, list(pipelines.values()), cursor)
-    pending: dict[str, dict[str, Any]] = cursor["pending"]
-    if not pending:
-        return dg.SensorResult(skip_reason="No batches in flight.", cursor=json.dumps(cursor))
+def progress_of(batches: Sequence[Batch]) -> Progress:
+    """Request counts and statuses summed over an attempt's batches."""
+    counts = [batch.request_counts for batch in batches if batch.request_counts]
+    return Progress(
+        total=sum(count.total for count in counts),
+        completed=sum(count.completed for count in counts),
+        failed=sum(count.failed for count in counts),
+        statuses=tuple(sorted({batch.status for batch in batches})),
+    )
 
-    all_ids = {batch_id for entry in pending.values() for batch_id in entry["batch_ids"]}
-    batches = openai_batch.client.find_batches(all_ids)
+
+def progress_observation(
+    pipeline: WatchedPipeline, entry: PendingAttempt, progress: Progress
+) -> dg.AssetObservation:
+    """Progress as an observation of `<name>_batch`, which the asset page plots."""
+    return dg.AssetObservation(
+        asset_key=pipeline.submission_key,
+        metadata={
+            "total": dg.MetadataValue.int(progress.total),
+            "completed": dg.MetadataValue.int(progress.completed),
+            "failed": dg.MetadataValue.int(progress.failed),
+            "statuses": dg.MetadataValue.text(", ".join(progress.statuses)),
+            "batch_ids": dg.MetadataValue.json(entry.batch_ids),
+        },
+    )
+
+
+def evaluate(
+    instance: dg.DagsterInstance,
+    repository: dg.RepositoryDefinition,
+    resource: OpenAIBatchResource,
+    resource_key: str,
+    raw_cursor: str | None,
+    now: float,
+) -> dg.SensorResult:
+    """One tick: record progress, and ask for the download of each attempt that has ended."""
+    pipelines = {
+        pipeline.name: pipeline for pipeline in watched_pipelines(repository, resource_key)
+    }
+    cursor = SensorCursor.load(raw_cursor)
+    read_new_attempts(instance, pipelines.values(), cursor)
+    if not cursor.pending:
+        return dg.SensorResult(skip_reason="No batches in flight.", cursor=cursor.dump())
+    all_ids = {batch_id for entry in cursor.pending.values() for batch_id in entry.batch_ids}
+    batches = resource.client.find_batches(all_ids)
     run_requests: list[dg.RunRequest] = []
     observations: list[dg.AssetObservation] = []
-    for run_key, entry in list(pending.items()):
-        pipeline = pipelines.get(entry["pipeline"])
+    for run_key, entry in list(cursor.pending.items()):
+        pipeline = pipelines.get(entry.pipeline)
         if pipeline is None:
-            del pending[run_key]
+            del cursor.pending[run_key]
             continue
-        states = [batches[batch_id] for batch_id in entry["batch_ids"]]
-        progress = {
-            "total": sum(b.request_counts.total for b in states if b.request_counts),
-            "completed": sum(b.request_counts.completed for b in states if b.request_counts),
-            "failed": sum(b.request_counts.failed for b in states if b.request_counts),
-            "statuses": sorted({b.status for b in states}),
-        }
-        if progress != entry["progress"]:
-            entry["progress"] = progress
-            observations.append(
-                dg.AssetObservation(
-                    asset_key=pipeline.submission_key,
-                    metadata={
-                        "total": dg.MetadataValue.int(progress["total"]),
-                        "completed": dg.MetadataValue.int(progress["completed"]),
-                        "failed": dg.MetadataValue.int(progress["failed"]),
-                        "statuses": dg.MetadataValue.text(", ".join(progress["statuses"])),
-                        "batch_ids": dg.MetadataValue.json(entry["batch_ids"]),
-                    },
-                )
+        states = tuple(batches[batch_id] for batch_id in entry.batch_ids)
+        progress = progress_of(states)
+        if progress != entry.progress:
+            entry.progress = progress
+            observations.append(progress_observation(pipeline, entry, progress))
+        attempt = AttemptState(entry.number, states, entry.token_limit_waits)
+        ready = await_batches(attempt, now=now, base_backoff=token_limit_backoff_seconds())
+        if isinstance(ready, StillRunning | WaitForCapacity):
+            continue
+        run_requests.append(
+            dg.RunRequest(
+                run_key=run_key,
+                asset_selection=list(pipeline.download_keys),
+                tags={PIPELINE_TAG: pipeline.name},
             )
-        if all(batch.status in TERMINAL_STATUSES for batch in states):
-            limited = [batch for batch in states if hit_token_limit(batch)]
-            if limited:
-                # Capacity frees only as other batches finish: wait before the download run
-                # resubmits, longer after each failure in a row.
-                waits = entry.get("token_limit_waits", 0) + 1
-                ready_at = max(batch.failed_at or 0 for batch in limited)
-                if time.time() < ready_at + token_limit_backoff_seconds(waits):
-                    continue
-            run_requests.append(
-                dg.RunRequest(
-                    run_key=run_key,
-                    asset_selection=list(pipeline.download_keys),
-                    tags={PIPELINE_TAG: pipeline.name},
-                )
-            )
-            del pending[run_key]
+        )
+        del cursor.pending[run_key]
     return dg.SensorResult(
         run_requests=run_requests,
         asset_events=observations,
-        cursor=json.dumps(cursor),
+        cursor=cursor.dump(),
         skip_reason=None if run_requests or observations else "No batch changed since last tick.",
     )
+
+
+@functools.cache
+def completion_sensor(resource_key: str) -> dg.SensorDefinition:
+    """The sensor of the pipelines on `resource_key`: one per resource, shared by its pipelines.
+
+    It is `batch_completion_sensor` for the default resource, `batch_completion_sensor_<key>`
+    for any other.
+    """
+    suffix = "" if resource_key == DEFAULT_RESOURCE_KEY else f"_{resource_key}"
+
+    @dg.sensor(
+        name=f"{SENSOR_NAME}{suffix}",
+        description=f"Watches every batch submitted through `{resource_key}`; when an attempt "
+        "has ended, materializes its pipeline's output, errors and results.",
+        minimum_interval_seconds=sensor_interval_seconds(),
+        target=dg.AssetSelection.tag(ROLE_TAG, DOWNLOAD_ROLE)
+        & dg.AssetSelection.tag(RESOURCE_TAG, resource_key),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={resource_key},
+    )
+    def sensor(context: dg.SensorEvaluationContext, **_resources: object) -> dg.SensorResult:
+        # Invoked directly (in tests), Dagster passes the resources as keywords too.
+        if context.repository_def is None:
+            raise dg.DagsterInvariantViolationError(f"{context.sensor_name} needs its definitions")
+        return evaluate(
+            context.instance,
+            context.repository_def,
+            getattr(context.resources, resource_key),
+            resource_key,
+            context.cursor,
+            time.time(),
+        )
+
+    return sensor
+
+
+batch_completion_sensor = completion_sensor(DEFAULT_RESOURCE_KEY)

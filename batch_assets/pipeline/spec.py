@@ -11,7 +11,7 @@ import dagster as dg
 from upath import UPath
 
 from batch_assets.core.costs import ModelPrice
-from batch_assets.core.limits import BatchLimits
+from batch_assets.core.limits import BatchEndpoint, BatchLimits, CompletionWindow
 from batch_assets.core.storage import (
     StorageError,
     check_storage,
@@ -22,6 +22,7 @@ from batch_assets.core.storage import (
 from batch_assets.pipeline.keys import (
     DOWNLOAD_ROLE,
     PIPELINE_TAG,
+    RESOURCE_TAG,
     ROLE_TAG,
     STORAGE_DIR_VARIABLE,
     SUBMISSION_ROLE,
@@ -50,8 +51,8 @@ class PipelineSpec:
 
     name: str
     source: BatchSource
-    endpoint: str
-    completion_window: str
+    endpoint: BatchEndpoint
+    completion_window: CompletionWindow
     metadata: dict[str, str]
     group_name: str
     description: str | None
@@ -100,8 +101,8 @@ class PipelineSpec:
         return dg.AssetKey(f"{self.name}_results")
 
     def tags(self, role: str | None = None) -> dict[str, str]:
-        """Tags that let the sensor find this pipeline's assets."""
-        tags = {PIPELINE_TAG: self.name}
+        """Tags that let the sensor of the pipeline's resource find its assets."""
+        tags = {PIPELINE_TAG: self.name, RESOURCE_TAG: self.resource_key}
         if role is not None:
             tags[ROLE_TAG] = role
         return tags

@@ -9,6 +9,7 @@ import dagster as dg
 
 from batch_assets.core.records import Submission
 from batch_assets.core.sharding import Shard
+from batch_assets.pipeline.ledger import AttemptRecord
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.spec import PipelineSpec
 from batch_assets.pipeline.submission import submit_shards
@@ -27,9 +28,12 @@ def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         required_resource_keys={spec.resource_key},
         description=f"Uploads each request shard and creates its batch on {spec.endpoint} "
         f"(completion window {spec.completion_window}); returns once submitted. "
-        "A shard already submitted (same content, endpoint and pipeline) is not submitted again.",
+        "A shard already submitted (same content, endpoint and pipeline) is not submitted again. "
+        "Each materialization records one attempt in the pipeline's ledger.",
     )
-    def batch_asset(context: dg.AssetExecutionContext, shards: list[Shard]) -> dg.Output:
+    def batch_asset(
+        context: dg.AssetExecutionContext, shards: list[Shard]
+    ) -> dg.Output[Submission]:
         resource: OpenAIBatchResource = getattr(context.resources, spec.resource_key)
         client = resource.client
         made = submit_shards(client, spec, shards, log=context.log.info)
@@ -39,6 +43,12 @@ def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             host=resource.host,
             batches=made.batches,
         )
+        attempt = AttemptRecord(
+            number=1,
+            batches=made.batches,
+            reused_batches=len(made.reused_batches),
+            reused_uploads=len(made.reused_uploads),
+        )
         statuses = Counter(
             made.reused_batches[index].status if index in made.reused_batches else "validating"
             for index in range(len(shards))
@@ -46,14 +56,11 @@ def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         return dg.Output(
             submission,
             metadata={
-                "batch_ids": dg.MetadataValue.json(submission.batch_ids),
+                **attempt.to_metadata(),
                 "input_file_ids": dg.MetadataValue.json(
                     [batch.input_file_id for batch in submission.batches]
                 ),
                 "batch_count": dg.MetadataValue.int(len(submission.batches)),
-                "request_count": dg.MetadataValue.int(sum(s.n_requests for s in shards)),
-                "reused_batches": dg.MetadataValue.int(len(made.reused_batches)),
-                "reused_uploads": dg.MetadataValue.int(len(made.reused_uploads)),
                 "status": dg.MetadataValue.text(
                     ", ".join(f"{status}: {count}" for status, count in sorted(statuses.items()))
                 ),

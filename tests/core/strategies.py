@@ -35,3 +35,14 @@ def json_values(
         return st.lists(children, max_size=3) | st.dictionaries(text, children, max_size=3)
 
     return st.recursive(scalars, nested, max_leaves=max_leaves)
+
+
+# Characters that JSON encoders, decoders and line splitters are most often wrong about.
+AWKWARD_CHARACTERS = ['"', "\\", "\n", "\r", "\x00", "\x7f", "é", "日", "😀", "\u2028", "{", "}"]
+
+
+def awkward_text(max_size: int) -> st.SearchStrategy[str]:
+    """Any short text, or a short run of `AWKWARD_CHARACTERS`."""
+    return st.text(max_size=max_size) | st.lists(
+        st.sampled_from(AWKWARD_CHARACTERS), max_size=max_size // 2
+    ).map("".join)

@@ -15,15 +15,11 @@ from hypothesis import strategies as st
 
 from batch_assets.core import output_parsing
 from batch_assets.core.output_parsing import RESULT_SCHEMA, parse_batch_file, scan_batch_file
-from tests.core.strategies import json_values, property_settings
+from tests.core.strategies import awkward_text, json_values, property_settings
 
 SETTINGS = property_settings(100)
 TEXT = st.one_of(
-    st.text(max_size=20),
-    st.lists(
-        st.sampled_from(['"', "\\", "\n", "\r", "\x00", "\x7f", "é", "日", "😀", "\u2028", "}"]),
-        max_size=6,
-    ).map("".join),
+    awkward_text(20),
     st.builds(
         lambda part, times: part * times, st.sampled_from(["ab", "é\n", '"']), st.integers(1, 4000)
     ),

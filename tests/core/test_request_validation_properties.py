@@ -20,16 +20,12 @@ from batch_assets.core.request_validation import (
     validate_jsonl_file,
     validate_request_lines,
 )
-from tests.core.strategies import property_settings
+from tests.core.strategies import awkward_text, property_settings
 
 CHAT = "/v1/chat/completions"
 SETTINGS = property_settings(80)
 TEXT = st.one_of(
-    st.text(max_size=12),
-    st.lists(
-        st.sampled_from(['"', "\\", "\n", "\x00", "\x7f", "é", "日", "😀", "\u2028", "{", "}"]),
-        max_size=5,
-    ).map("".join),
+    awkward_text(12),
     st.sampled_from(['"model": 5', '"custom_id":', '"url": "x"', "\\u0041", '{"body": null}']),
 )
 JSON = st.recursive(

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import polars as pl
 from openai import OpenAI
 
+from batch_assets.core.limits import DEFAULT_LIMITS, BatchLimits
+from batch_assets.core.records import SubmittedBatch
+from batch_assets.core.storage import read_parquet
+from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.keys import RUN_KEY_TAG
+from batch_assets.pipeline.ledger import AttemptRecord
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.sensor import batch_completion_sensor
+from batch_assets.pipeline.sources import BatchSource, IteratorSource, JsonlFileSource
 from tests.local_api.helpers import chat_request, jsonl
 from tests.local_api_server import LocalBatchAPI, wait_for
 
 TEST_API_KEY = "sk-test-0123456789abcdef"
+REQUESTS_FILE = "requests.jsonl"
+STORAGE_FOLDER = "gen"
+FROZEN_SECONDS_PER_REQUEST = 3600.0
+"""A pace at which a batch answers nothing more while a test looks at it."""
 
 
 def resource_for(server: LocalBatchAPI | str, max_retries: int = 3) -> OpenAIBatchResource:
@@ -42,6 +54,19 @@ class Harness:
             asset_selection=[dg.AssetKey.from_coercible(key) for key in keys],
             raise_on_error=raise_on_error,
         )
+
+    def submit(self, name: str) -> dg.ExecuteInProcessResult:
+        """Materialize pipeline `name`'s requests and the batches that carry them."""
+        return self.materialize([f"{name}_requests", f"{name}_batch"])
+
+    def download(self) -> dg.ExecuteInProcessResult:
+        """Tick until the sensor asks for the download run, and run it."""
+        return self.run_requested(self.tick_until_run_requested())
+
+    def submit_and_download(self, name: str) -> dg.ExecuteInProcessResult:
+        """Submit pipeline `name`, then run the download the sensor asks for when it ends."""
+        self.submit(name)
+        return self.download()
 
     def tick(self) -> dg.SensorResult:
         """One tick of batch_completion_sensor, carrying the cursor on."""
@@ -93,24 +118,60 @@ class Harness:
                 return result
         raise AssertionError(f"{output_key} was not materialized within {attempts} runs")
 
-    def submit_and_wait_for_progress(
-        self, server: LocalBatchAPI, name: str, completed: int = 5
-    ) -> tuple[str, OpenAI]:
-        """Materialize a one-shard pipeline's requests and batch; wait until `completed` are done.
+    def submit_held(self, server: LocalBatchAPI, name: str, answered: int) -> tuple[str, OpenAI]:
+        """Submit a one-shard pipeline with the server answering `answered` requests of each
+        batch, then holding it `in_progress` (`answer_at_most`); wait until it holds.
 
         Returns the batch id and an SDK client for the server.
         """
-        self.materialize([f"{name}_requests", f"{name}_batch"])
+        server.configure(answer_at_most=answered)
+        self.submit(name)
         [batch_id] = self.latest_metadata(f"{name}_batch")["batch_ids"]
         client = OpenAI(base_url=server.base_url, api_key=TEST_API_KEY)
-        wait_for(lambda: client.batches.retrieve(batch_id).request_counts.completed >= completed)
+        wait_for(lambda: client.batches.retrieve(batch_id).request_counts.completed == answered)
         return batch_id, client
+
+    def wait_for_batches(
+        self, server: LocalBatchAPI, name: str, status: str, count: int = 1
+    ) -> list[str]:
+        """The latest submission's batch ids, once `count` of its batches have `status`."""
+        batch_ids = self.latest_metadata(f"{name}_batch")["batch_ids"]
+        client = server.client()
+
+        def reached() -> bool:
+            statuses = [client.batches.retrieve(batch_id).status for batch_id in batch_ids]
+            return statuses.count(status) >= count
+
+        wait_for(reached)
+        return batch_ids
 
     def latest_metadata(self, key: str) -> dict:
         """The metadata of an asset's latest materialization."""
         event = self.instance.get_latest_materialization_event(dg.AssetKey(key))
         assert event is not None and event.asset_materialization is not None, key
         return {name: value.value for name, value in event.asset_materialization.metadata.items()}
+
+    def latest_frames(self, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Pipeline `name`'s output and errors as their latest materializations stored them."""
+        return (
+            read_parquet(self.latest_metadata(f"{name}_output")["path"]),
+            read_parquet(self.latest_metadata(f"{name}_errors")["path"]),
+        )
+
+
+def calls(server: LocalBatchAPI, route: str) -> int:
+    """How many calls the local Batch API has answered on `route` ("POST /v1/batches")."""
+    return int(server.admin("GET", "stats")["calls"].get(route, 0))
+
+
+def result_frames(
+    result: dg.ExecuteInProcessResult, name: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The output and errors frames that pipeline `name`'s download run produced."""
+    return (
+        result.output_for_node(f"{name}_download", f"{name}_output"),
+        result.output_for_node(f"{name}_download", f"{name}_errors"),
+    )
 
 
 def make_defs(
@@ -137,9 +198,16 @@ def shared_instance(folder: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.local_temp(str(folder))
 
 
-def write_chat_requests(path: Path, custom_ids: Sequence[str]) -> Path:
-    """A JSONL file of chat requests, one per custom_id, each asking its custom_id."""
-    path.write_bytes(jsonl([chat_request(custom_id, custom_id) for custom_id in custom_ids]))
+def write_chat_requests(
+    path: Path, custom_ids: Sequence[str], broken: Collection[str] = frozenset()
+) -> Path:
+    """A JSONL file of chat requests, one per custom_id, each asking its custom_id; those in
+    `broken` have no messages, which the API answers with a 400."""
+    requests = [chat_request(custom_id, custom_id) for custom_id in custom_ids]
+    for request in requests:
+        if request["custom_id"] in broken:
+            request["body"]["messages"] = []
+    path.write_bytes(jsonl(requests))
     return path
 
 
@@ -148,3 +216,75 @@ def storage(tmp_path: Path) -> Path:
     folder = tmp_path / "generated"
     folder.mkdir(exist_ok=True)
     return folder
+
+
+def build_harness(
+    server: LocalBatchAPI | str,
+    tmp_path: Path,
+    instance: dg.DagsterInstance | None = None,
+    *,
+    name: str,
+    custom_ids: Sequence[str] | None = None,
+    broken: Collection[str] = frozenset(),
+    source: BatchSource | Callable[[], Iterable[Mapping[str, Any]]] | None = None,
+    endpoint: str | None = None,
+    max_attempts: int = 3,
+    shard_size: int | None = None,
+    limits: BatchLimits = DEFAULT_LIMITS,
+    max_retries: int = 3,
+    extra_assets: Sequence[dg.AssetsDefinition] = (),
+    asset_job: str | None = None,
+) -> Harness:
+    """Pipeline `name` on the local Batch API `server` (or its base URL), its files under
+    `tmp_path / "gen"`, with the sensor and the resource (the SDK retrying `max_retries` times).
+
+    The requests come from `source`: a source object as it is; a function, as an IteratorSource;
+    by default the JSONL file `tmp_path / "requests.jsonl"`, first written (unless it exists)
+    with a chat request per `custom_ids`, each asking its custom_id, those in `broken` with no
+    messages (which the API answers with a 400). `shard_size` caps the requests of a batch, on
+    top of `limits`. `extra_assets` go in beside the pipeline (its DataFrame's upstream), and
+    `asset_job` names a job of every asset, to re-execute. Without `instance`, the instance is
+    kept in `tmp_path / "dagster"`, where a child process can open it too.
+    """
+    if source is None:
+        path = tmp_path / REQUESTS_FILE
+        if custom_ids is not None and not path.exists():
+            write_chat_requests(path, custom_ids, broken)
+        source = JsonlFileSource(path)
+    elif callable(source):
+        source = IteratorSource(source)
+    pipeline = build_batch_pipeline(
+        name,
+        source,
+        endpoint=endpoint,
+        storage_dir=tmp_path / STORAGE_FOLDER,
+        max_attempts=max_attempts,
+        limits=limits if shard_size is None else replace(limits, max_requests=shard_size),
+    )
+    defs = make_defs(pipeline, server, extra_assets, max_retries=max_retries)
+    if asset_job is not None:
+        defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job(asset_job)]))
+    if instance is None:
+        instance = shared_instance(tmp_path / "dagster")
+    return Harness(defs, instance)
+
+
+def submitted(*batch_ids: str) -> tuple[SubmittedBatch, ...]:
+    """Batches as the submission step records them, three requests each."""
+    return tuple(
+        SubmittedBatch(
+            batch_id, f"file-{batch_id}", f"key-{batch_id}", f"file:///{batch_id}", 3, None
+        )
+        for batch_id in batch_ids
+    )
+
+
+def record_attempt(
+    instance: dg.DagsterInstance, batch_key: dg.AssetKey | str, attempt: AttemptRecord
+) -> None:
+    """Record an attempt in a pipeline's ledger, as the submission and download steps do."""
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            dg.AssetKey.from_coercible(batch_key), metadata=attempt.to_metadata()
+        )
+    )

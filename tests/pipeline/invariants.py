@@ -14,15 +14,13 @@ from batch_assets.pipeline.keys import SHARD_KEY_METADATA_KEY
 
 
 def assert_each_custom_id_once(
-    output_table: str, errors_table: str, custom_ids: Sequence[str]
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Every input custom_id is in exactly one of output and errors; the two frames."""
-    output, errors = pl.read_parquet(output_table), pl.read_parquet(errors_table)
+    output: pl.DataFrame, errors: pl.DataFrame, custom_ids: Sequence[str]
+) -> None:
+    """Every input custom_id is in exactly one of output and errors."""
     returned = Counter(output["custom_id"].to_list() + errors["custom_id"].to_list())
     twice = sorted(custom_id for custom_id, count in returned.items() if count > 1)
     assert not twice, f"in output or errors more than once: {twice[:10]}"
     assert sorted(returned) == sorted(custom_ids)
-    return output, errors
 
 
 def assert_no_shared_shard_key(client: OpenAI) -> None:

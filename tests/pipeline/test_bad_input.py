@@ -8,21 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import polars as pl
 import pytest
 from upath import UPath
 
 from batch_assets.core.limits import BatchLimits
-from batch_assets.pipeline.factory import build_batch_pipeline
-from batch_assets.pipeline.sources import IteratorSource, JsonlFileSource
 from tests.local_api.helpers import chat_request
 from tests.local_api_server import LocalBatchAPI
-from tests.pipeline.harness import Harness, make_defs
+from tests.pipeline.harness import REQUESTS_FILE, STORAGE_FOLDER, build_harness, result_frames
 from tests.pipeline.invariants import assert_no_half_written_file
 
 NAME = "checked"
 SUBMIT = [f"{NAME}_requests", f"{NAME}_batch"]
 MAX_BYTES = 4096
+LIMITS = BatchLimits(max_bytes=MAX_BYTES)
 
 
 def line(request: dict) -> bytes:
@@ -81,16 +79,6 @@ BAD_FILES: dict[str, tuple[bytes, int | None, str | None, str]] = {
 }
 
 
-def _harness(api: LocalBatchAPI, tmp_path: Path, instance: dg.DagsterInstance) -> Harness:
-    pipeline = build_batch_pipeline(
-        NAME,
-        JsonlFileSource(tmp_path / "requests.jsonl"),
-        storage_dir=tmp_path / "gen",
-        limits=BatchLimits(max_bytes=MAX_BYTES),
-    )
-    return Harness(make_defs(pipeline, api), instance)
-
-
 def _failure(result: dg.ExecuteInProcessResult) -> tuple[str, dict]:
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
     assert failure.user_failure_data is not None, failure.error
@@ -103,10 +91,10 @@ def test_bad_file_fails_before_upload_and_keeps_previous_files(
     api: LocalBatchAPI, tmp_path: Path, case: str
 ) -> None:
     content, line_number, field, words = BAD_FILES[case]
-    source = tmp_path / "requests.jsonl"
+    source = tmp_path / REQUESTS_FILE
     source.write_bytes(good())
     with dg.instance_for_test() as instance:
-        harness = _harness(api, tmp_path, instance)
+        harness = build_harness(api, tmp_path, instance, name=NAME, limits=LIMITS)
         assert harness.materialize([f"{NAME}_requests"]).success
         [previous] = harness.latest_metadata(f"{NAME}_requests")["shard_files"]
         previous_bytes = UPath(previous).read_bytes()
@@ -128,7 +116,7 @@ def test_bad_file_fails_before_upload_and_keeps_previous_files(
         assert UPath(previous).read_bytes() == previous_bytes
         assert harness.latest_metadata(f"{NAME}_requests")["shard_files"] == [previous]
         assert instance.get_latest_materialization_event(dg.AssetKey(f"{NAME}_batch")) is None
-        assert_no_half_written_file(tmp_path / "gen")
+        assert_no_half_written_file(tmp_path / STORAGE_FOLDER)
 
 
 def _request_with(path: str, value: object) -> dict[str, Any]:
@@ -162,14 +150,8 @@ def test_an_iterator_that_yields_a_bad_request_names_it(
         yield _request_with(field, value)
         yield chat_request("r1000")
 
-    pipeline = build_batch_pipeline(
-        NAME,
-        IteratorSource(requests),
-        storage_dir=tmp_path / "gen",
-        limits=BatchLimits(max_requests=50),
-    )
     with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(pipeline, api), instance)
+        harness = build_harness(api, tmp_path, instance, name=NAME, source=requests, shard_size=50)
         failed = harness.materialize(SUBMIT, raise_on_error=False)
 
         message, metadata = _failure(failed)
@@ -177,24 +159,22 @@ def test_an_iterator_that_yields_a_bad_request_names_it(
         assert "line 121" in message and words in message
         assert metadata == {"line": 121, "field": field}
         assert api.admin("GET", "stats")["total"] == 0
-        assert not [path for path in (tmp_path / "gen").rglob("*") if path.is_file()]
+        assert not [path for path in (tmp_path / STORAGE_FOLDER).rglob("*") if path.is_file()]
 
 
 def test_a_200_bit_integer_goes_through_and_its_answer_is_downloaded(
     api: LocalBatchAPI, tmp_path: Path
 ) -> None:
     """Within a double, but beyond what polars reads: the download reads those ids itself."""
-    source = tmp_path / "requests.jsonl"
+    source = tmp_path / REQUESTS_FILE
     source.write_bytes(good(3) + with_raw("seed", str(2**200)))
     with dg.instance_for_test() as instance:
-        harness = _harness(api, tmp_path, instance)
-        harness.materialize(SUBMIT)
+        harness = build_harness(api, tmp_path, instance, name=NAME, limits=LIMITS)
+        harness.submit(NAME)
         result = harness.run_until_downloaded(f"{NAME}_output")
 
         assert result.success
-        batch_result = result.output_for_node(f"{NAME}_download", f"{NAME}_output")
-        output = pl.read_parquet(batch_result.output_table)
-        errors = pl.read_parquet(batch_result.errors_table)
+        output, errors = result_frames(result, NAME)
         returned = output["custom_id"].to_list() + errors["custom_id"].to_list()
         assert sorted(returned) == ["r0", "r1", "r2", "r9"]
         assert "not_returned" not in errors["error_code"].to_list()
@@ -206,22 +186,22 @@ def test_crlf_mixed_models_and_path_like_custom_ids_go_through(
     custom_ids = ["../../etc/passwd", "a/b\\c", "CON", " spaced ", "日本", "x" * 300]
     requests = [chat_request(custom_id) for custom_id in custom_ids]
     requests[1]["body"]["model"] = requests[4]["body"]["model"] = "gpt-4o"
-    source = tmp_path / "requests.jsonl"
+    source = tmp_path / REQUESTS_FILE
     source.write_bytes(b"".join(line(request).replace(b"\n", b"\r\n") for request in requests))
     with dg.instance_for_test() as instance:
-        harness = _harness(api, tmp_path, instance)
-        harness.materialize(SUBMIT)
+        harness = build_harness(api, tmp_path, instance, name=NAME, limits=LIMITS)
+        harness.submit(NAME)
         shard_files = harness.latest_metadata(f"{NAME}_requests")["shard_files"]
         shards = [UPath(url) for url in shard_files]
         result = harness.run_until_downloaded(f"{NAME}_output")
 
         assert len(shards) == 2
         assert not any(b"\r" in shard.read_bytes() for shard in shards)
-        batch_result = result.output_for_node(f"{NAME}_download", f"{NAME}_output")
-        output = pl.read_parquet(batch_result.output_table)
+        output, _ = result_frames(result, NAME)
         assert sorted(output["custom_id"].to_list()) == sorted(custom_ids)
         assert dict(output.group_by("model").len().iter_rows()) == {
             "gpt-4o": 2,
             "gpt-4o-mini": 4,
         }
-        assert all(UPath(url).parent.name == "downloads" for url in batch_result.output_files)
+        output_files = harness.latest_metadata(f"{NAME}_output")["output_files"]
+        assert all(UPath(url).parent.name == "downloads" for url in output_files)

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
 
-from batch_assets.core.limits import BatchLimits
 from batch_assets.core.request_template import RequestTemplate
-from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.sources import DataFrameSource
 from tests.local_api_server import LocalBatchAPI
-from tests.pipeline.harness import Harness, make_defs
+from tests.pipeline.harness import (
+    FROZEN_SECONDS_PER_REQUEST,
+    STORAGE_FOLDER,
+    build_harness,
+    calls,
+)
 
 SCHEMA = {
     "type": "object",
@@ -36,23 +40,19 @@ def tiny_reviews() -> pl.DataFrame:
     )
 
 
-def _pipeline(tmp_path: Path, **options) -> dg.Definitions:
-    return build_batch_pipeline(
-        "tiny",
-        DataFrameSource(
-            upstream="tiny_reviews",
-            template=RequestTemplate(
-                endpoint="/v1/chat/completions",
-                model="gpt-4o-mini",
-                system_prompt="Label the review.",
-                user_template="{text}",
-                response_format=SCHEMA,
-                custom_id_column="review_id",
-            ),
-        ),
-        storage_dir=tmp_path / "generated",
-        **options,
-    )
+_template = partial(
+    RequestTemplate,
+    endpoint="/v1/chat/completions",
+    model="gpt-4o-mini",
+    user_template="{text}",
+    custom_id_column="review_id",
+)
+"""A chat template over the reviews' text, keyed by review_id; keywords change it."""
+REVIEWS = DataFrameSource(
+    upstream="tiny_reviews",
+    template=_template(system_prompt="Label the review.", response_format=SCHEMA),
+)
+NAME = "tiny"
 
 
 ALL_KEYS = [
@@ -66,9 +66,12 @@ ALL_KEYS = [
 
 
 def test_materialize_all_then_sensor_finishes_the_job(api: LocalBatchAPI, tmp_path: Path) -> None:
-    api.configure(seconds_per_request=0.05)
+    # The batch answers nothing until the first run is over, however long that run takes.
+    api.configure(seconds_per_request=FROZEN_SECONDS_PER_REQUEST)
     with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(_pipeline(tmp_path), api, [tiny_reviews]), instance)
+        harness = build_harness(
+            api, tmp_path, instance, name=NAME, source=REVIEWS, extra_assets=[tiny_reviews]
+        )
 
         first = harness.materialize(ALL_KEYS)
 
@@ -99,14 +102,14 @@ def test_materialize_all_then_sensor_finishes_the_job(api: LocalBatchAPI, tmp_pa
         assert results["review_id"].to_list() == list(range(1000, 1000 + ROWS))
         answers = [json.loads(answer) for answer in results["answer"].to_list()]
         assert {answer["sentiment"] for answer in answers} <= {"positive", "negative"}
-        tables = tmp_path / "generated" / "tiny" / "tables"
+        tables = tmp_path / STORAGE_FOLDER / "tiny" / "tables"
         results_path = harness.latest_metadata("tiny_results")["path"]
         assert results_path == (tables / "tiny_results.parquet").as_uri()
         assert pl.read_parquet(tables / "tiny_results.parquet").equals(results)
         assert pl.read_parquet(tables / "tiny_errors.parquet").height == 0
         pickles = Path(instance.storage_directory())
         assert not (pickles / "tiny_results").exists() and not (pickles / "tiny_errors").exists()
-        output = pl.read_parquet(harness.latest_metadata("tiny_output")["output_table"])
+        output, _ = harness.latest_frames("tiny")
         assert sorted(output["custom_id"].to_list()) == [str(i) for i in range(1000, 1000 + ROWS)]
         assert output["custom_id"].n_unique() == ROWS
         checks = {
@@ -123,14 +126,21 @@ def test_materialize_all_then_sensor_finishes_the_job(api: LocalBatchAPI, tmp_pa
 
 
 def test_sharding_splits_into_batches_and_joins_back(api: LocalBatchAPI, tmp_path: Path) -> None:
-    pipeline = _pipeline(tmp_path, limits=BatchLimits(max_requests=10))
     with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(pipeline, api, [tiny_reviews]), instance)
+        harness = build_harness(
+            api,
+            tmp_path,
+            instance,
+            name=NAME,
+            source=REVIEWS,
+            extra_assets=[tiny_reviews],
+            shard_size=10,
+        )
         harness.materialize(["tiny_reviews", "tiny_requests", "tiny_batch"])
 
         assert harness.latest_metadata("tiny_requests")["shard_count"] == 3
         assert len(harness.latest_metadata("tiny_batch")["batch_ids"]) == 3
-        result = harness.run_requested(harness.tick_until_run_requested())
+        result = harness.download()
 
         assert result.success
         joined = result.output_for_node("tiny_results")
@@ -140,16 +150,23 @@ def test_sharding_splits_into_batches_and_joins_back(api: LocalBatchAPI, tmp_pat
 
 
 def test_progress_is_observed_with_numeric_counts(api: LocalBatchAPI, tmp_path: Path) -> None:
-    api.configure(seconds_per_request=0.1)
+    # One tick sees the batch in progress with nothing answered; the batch is let go after it.
+    api.configure(seconds_per_request=FROZEN_SECONDS_PER_REQUEST)
     with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(_pipeline(tmp_path), api, [tiny_reviews]), instance)
+        harness = build_harness(
+            api, tmp_path, instance, name=NAME, source=REVIEWS, extra_assets=[tiny_reviews]
+        )
         harness.materialize(["tiny_reviews", "tiny_requests", "tiny_batch"])
+        harness.wait_for_batches(api, NAME, "in_progress")
+        assert harness.tick().asset_events
+        api.configure(seconds_per_request=0.0)
         harness.tick_until_run_requested()
 
         observations = instance.fetch_observations(dg.AssetKey("tiny_batch"), limit=100).records
         counts = [record.asset_observation.metadata["completed"].value for record in observations]
         assert len(counts) >= 2
         assert all(isinstance(count, int) for count in counts)
+        assert min(counts) == 0
         assert max(counts) == ROWS
         assert all(
             record.asset_observation.metadata["total"].value in (0, ROWS) for record in observations
@@ -160,22 +177,14 @@ def test_progress_is_observed_with_numeric_counts(api: LocalBatchAPI, tmp_path: 
 def test_a_template_column_that_does_not_exist_fails_before_upload(
     api: LocalBatchAPI, tmp_path: Path, column: str
 ) -> None:
-    pipeline = build_batch_pipeline(
-        "broken",
-        DataFrameSource(
-            upstream="tiny_reviews",
-            template=RequestTemplate(
-                endpoint="/v1/chat/completions",
-                model="gpt-4o-mini",
-                user_template="{" + column + "}",
-                custom_id_column="review_id",
-            ),
-        ),
-        storage_dir=tmp_path / "generated",
+    source = DataFrameSource(
+        upstream="tiny_reviews", template=_template(user_template="{" + column + "}")
     )
     api.admin("DELETE", "stats")
     with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(pipeline, api, [tiny_reviews]), instance)
+        harness = build_harness(
+            api, tmp_path, instance, name="broken", source=source, extra_assets=[tiny_reviews]
+        )
         result = harness.materialize(
             ["tiny_reviews", "broken_requests", "broken_batch"], raise_on_error=False
         )
@@ -183,7 +192,7 @@ def test_a_template_column_that_does_not_exist_fails_before_upload(
         assert not result.success
         failure = next(e for e in result.all_events if e.is_step_failure)
         assert column in str(failure.step_failure_data.error)
-        assert api.admin("GET", "stats")["calls"].get("POST /v1/files", 0) == 0
+        assert calls(api, "POST /v1/files") == 0
 
 
 EMBEDDING_ROWS = pl.DataFrame({"review_id": [1, 2, 3], "text": ["red tent", "blue tent", "stove"]})
@@ -200,27 +209,19 @@ def test_each_template_endpoint_gives_typed_answers(
     def rows() -> pl.DataFrame:
         return EMBEDDING_ROWS
 
-    pipeline = build_batch_pipeline(
-        "typed",
-        DataFrameSource(
-            upstream="rows",
-            template=RequestTemplate(
-                endpoint=endpoint,
-                model="text-embedding-3-small" if endpoint == "/v1/embeddings" else "gpt-4o-mini",
-                user_template="{text}",
-                response_format=response_format,
-                params={"dimensions": 16} if endpoint == "/v1/embeddings" else {},
-                custom_id_column="review_id",
-            ),
-        ),
-        storage_dir=tmp_path / "generated",
+    template = _template(
+        endpoint=endpoint,
+        model="text-embedding-3-small" if endpoint == "/v1/embeddings" else "gpt-4o-mini",
+        response_format=response_format,
+        params={"dimensions": 16} if endpoint == "/v1/embeddings" else {},
     )
+    source = DataFrameSource(upstream="rows", template=template)
     with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(pipeline, api, [rows]), instance)
-        harness.materialize(["rows", "typed_requests", "typed_batch"])
-        joined = harness.run_requested(harness.tick_until_run_requested()).output_for_node(
-            "typed_results"
+        harness = build_harness(
+            api, tmp_path, instance, name="typed", source=source, extra_assets=[rows]
         )
+        harness.materialize(["rows", "typed_requests", "typed_batch"])
+        joined = harness.download().output_for_node("typed_results")
         metadata = harness.latest_metadata("typed_results")
 
     assert (metadata["row_count"], metadata["answered_rows"], metadata["error_rows"]) == (3, 3, 0)
@@ -241,7 +242,9 @@ def test_each_template_endpoint_gives_typed_answers(
 def test_results_carry_errors_for_failed_rows(api: LocalBatchAPI, tmp_path: Path) -> None:
     api.configure(fail_rate=0.5)
     with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(_pipeline(tmp_path), api, [tiny_reviews]), instance)
+        harness = build_harness(
+            api, tmp_path, instance, name=NAME, source=REVIEWS, extra_assets=[tiny_reviews]
+        )
         harness.materialize(["tiny_reviews", "tiny_requests", "tiny_batch"])
         joined = harness.run_until_downloaded("tiny_output").output_for_node("tiny_results")
 
@@ -272,7 +275,9 @@ def test_input_columns_named_like_result_columns_fail_before_upload(
 ) -> None:
     reviews = _reviews_with({"answer": ["mine"] * ROWS, "model": ["X1"] * ROWS})
     with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(_pipeline(tmp_path), api, [reviews]), instance)
+        harness = build_harness(
+            api, tmp_path, instance, name=NAME, source=REVIEWS, extra_assets=[reviews]
+        )
         result = harness.materialize(ALL_KEYS[:3], raise_on_error=False)
 
         assert not result.success
@@ -291,18 +296,22 @@ def test_an_answer_column_added_upstream_after_submission_keeps_the_answers(
     """The results join refuses the clash too, and the batch's answers stay in the output."""
     later = _reviews_with({"answer": ["mine"] * ROWS})
     with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(_pipeline(tmp_path), api, [tiny_reviews]), instance)
+        harness = build_harness(
+            api, tmp_path, instance, name=NAME, source=REVIEWS, extra_assets=[tiny_reviews]
+        )
         harness.materialize(ALL_KEYS[:3])
-        harness.defs = make_defs(_pipeline(tmp_path), api, [later])
+        harness.defs = build_harness(
+            api, tmp_path, instance, name=NAME, source=REVIEWS, extra_assets=[later]
+        ).defs
         harness.materialize(["tiny_reviews"])
 
-        result = harness.run_requested(harness.tick_until_run_requested())
+        result = harness.download()
 
         failure = next(e for e in result.all_events if e.is_step_failure)
         assert failure.step_key == "tiny_results"
         assert "Cannot join the results" in failure.step_failure_data.error.message
         assert "'answer'" in failure.step_failure_data.error.message
-        output = pl.read_parquet(harness.latest_metadata("tiny_output")["output_table"])
+        output, _ = harness.latest_frames("tiny")
         assert output.height == ROWS and output["answer"].null_count() == 0
         assert instance.get_latest_materialization_event(dg.AssetKey("tiny_results")) is None
 
@@ -312,25 +321,17 @@ def test_template_params_beyond_a_double_fail_before_upload(
 ) -> None:
     """Params are checked when the template is made, and again when the rows are rendered."""
     params: dict = {"temperature": 0.2}
-    template = RequestTemplate(
-        endpoint="/v1/chat/completions",
-        model="gpt-4o-mini",
-        user_template="{text}",
-        params=params,
-        custom_id_column="review_id",
-    )
+    template = _template(params=params)
     params["seed"] = 10**400
-    pipeline = build_batch_pipeline(
-        "tiny",
-        DataFrameSource(upstream="tiny_reviews", template=template),
-        storage_dir=tmp_path / "generated",
-    )
+    source = DataFrameSource(upstream="tiny_reviews", template=template)
     with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(pipeline, api, [tiny_reviews]), instance)
+        harness = build_harness(
+            api, tmp_path, instance, name=NAME, source=source, extra_assets=[tiny_reviews]
+        )
         result = harness.materialize(ALL_KEYS[:3], raise_on_error=False)
 
         failure = next(e for e in result.all_events if e.is_step_failure)
         message = failure.step_failure_data.error.message
         assert "nothing uploaded" in message and "field 'body.seed'" in message
         assert api.admin("GET", "stats")["total"] == 0
-        assert not list((tmp_path / "generated").rglob("*.jsonl"))
+        assert not list((tmp_path / STORAGE_FOLDER).rglob("*.jsonl"))

@@ -64,10 +64,11 @@ def test_dataframe_source_adds_results_and_a_stopped_schedule() -> None:
     ("arguments", "message"),
     [
         ({"name": "Bad-Name"}, "snake_case"),
-        ({"endpoint": "/v1/images/generations"}, "not a Batch API endpoint"),
+        ({"endpoint": "/v1/images/generations"}, "endpoint .*is not one the Batch API takes"),
         ({"metadata": {f"k{i}": "v" for i in range(12)}}, "at most 11"),
         ({"max_attempts": 0}, "max_attempts"),
         ({"max_error_rate": 1.5}, "max_error_rate"),
+        ({"completion_window": "48h"}, "completion_window '48h' is not one the Batch API takes"),
     ],
 )
 def test_bad_arguments_are_refused_naming_them(arguments: dict, message: str) -> None:

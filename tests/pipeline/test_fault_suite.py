@@ -13,18 +13,23 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import openai
 import polars as pl
 import pytest
+from openai.types import Batch
 from upath import UPath
 
-from batch_assets.core.limits import BatchLimits
-from batch_assets.pipeline.factory import build_batch_pipeline
-from batch_assets.pipeline.sources import JsonlFileSource
 from tests.local_api_server import LocalBatchAPI, wait_for
-from tests.pipeline.harness import Harness, make_defs, shared_instance, write_chat_requests
+from tests.pipeline.harness import (
+    FROZEN_SECONDS_PER_REQUEST,
+    STORAGE_FOLDER,
+    Harness,
+    build_harness,
+    calls,
+)
 from tests.pipeline.invariants import (
     assert_each_custom_id_once,
     assert_no_half_written_file,
@@ -36,50 +41,39 @@ ROOT = Path(__file__).resolve().parents[2]
 NAME = "faults"
 IDS = [f"x{i:03d}" for i in range(90)]
 SHARD_SIZE = 30
+# How many requests of each batch the local API answers while the suite holds its batches.
+ANSWERED = 5
 MAX_ATTEMPTS = 3
-SUBMIT = [f"{NAME}_requests", f"{NAME}_batch"]
 OUTPUT = f"{NAME}_output"
 BASE_URL_VARIABLE = "FAULT_SUITE_BASE_URL"
 TMP_PATH_VARIABLE = "FAULT_SUITE_TMP_PATH"
 JOB = "fault_suite_job"
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
-
-
-def build_defs(base_url: str, tmp_path: Path, max_retries: int = 2) -> dg.Definitions:
-    """Three shards of 30 requests, up to 3 attempts, files under `tmp_path`."""
-    source = tmp_path / "requests.jsonl"
-    if not source.exists():
-        write_chat_requests(source, IDS)
-    pipeline = build_batch_pipeline(
-        NAME,
-        JsonlFileSource(source),
-        storage_dir=tmp_path / "gen",
-        max_attempts=MAX_ATTEMPTS,
-        limits=BatchLimits(max_requests=SHARD_SIZE),
-    )
-    every_asset = dg.Definitions(jobs=[dg.define_asset_job(JOB)])
-    return dg.Definitions.merge(make_defs(pipeline, base_url, max_retries=max_retries), every_asset)
-
-
-def build_harness(base_url: str, tmp_path: Path, max_retries: int = 2) -> Harness:
-    """The pipeline on an instance kept under `tmp_path`, shared with child processes."""
-    defs = build_defs(base_url, tmp_path, max_retries)
-    return Harness(defs, shared_instance(tmp_path / "dagster"))
+MAX_RETRIES = 2
+# Three shards of 30 requests, up to 3 attempts, files under the test's tmp_path.
+PIPELINE: dict[str, Any] = {
+    "name": NAME,
+    "custom_ids": IDS,
+    "max_attempts": MAX_ATTEMPTS,
+    "shard_size": SHARD_SIZE,
+    "asset_job": JOB,
+}
 
 
 def asset_job() -> dg.JobDefinition:
     """The pipeline's asset job, rebuilt from the environment, as Dagster re-executes runs."""
-    defs = build_defs(os.environ[BASE_URL_VARIABLE], Path(os.environ[TMP_PATH_VARIABLE]))
-    return defs.resolve_job_def(JOB)
+    base_url, tmp_path = os.environ[BASE_URL_VARIABLE], Path(os.environ[TMP_PATH_VARIABLE])
+    harness = build_harness(base_url, tmp_path, max_retries=MAX_RETRIES, **PIPELINE)
+    return harness.defs.resolve_job_def(JOB)
 
 
 def main(base_url: str, tmp_path: str, step: str = "submit") -> None:
     """What a killed run executes: the submission, or the download the sensor asks for."""
-    harness = build_harness(base_url, Path(tmp_path))
+    harness = build_harness(base_url, Path(tmp_path), max_retries=MAX_RETRIES, **PIPELINE)
     if step == "submit":
-        harness.materialize(SUBMIT)
+        harness.submit(NAME)
     else:
-        harness.run_requested(harness.tick_until_run_requested())
+        harness.download()
 
 
 @dataclass
@@ -89,14 +83,16 @@ class FaultRun:
     api: LocalBatchAPI
     tmp_path: Path
     monkeypatch: pytest.MonkeyPatch
-    max_retries: int = 2
+    max_retries: int = MAX_RETRIES
     _harness: Harness | None = field(default=None, repr=False)
 
     @property
     def harness(self) -> Harness:
         """The pipeline's harness, made on first use with `max_retries`."""
         if self._harness is None:
-            self._harness = build_harness(self.api.base_url, self.tmp_path, self.max_retries)
+            self._harness = build_harness(
+                self.api, self.tmp_path, max_retries=self.max_retries, **PIPELINE
+            )
         return self._harness
 
     @property
@@ -106,11 +102,11 @@ class FaultRun:
 
     def calls(self, route: str) -> int:
         """How many calls the local Batch API has answered on `route`."""
-        return self.api.admin("GET", "stats")["calls"].get(route, 0)
+        return calls(self.api, route)
 
     def submit(self) -> None:
         """Materialize the requests and their batches."""
-        assert self.harness.materialize(SUBMIT).success
+        assert self.harness.submit(NAME).success
 
     def finish(self) -> dg.ExecuteInProcessResult:
         """Tick the sensor and run what it asks for until the output is materialized."""
@@ -141,14 +137,30 @@ class FaultRun:
 
     def temporaries(self) -> list[Path]:
         """Temporary files under the pipeline's storage."""
-        return list((self.tmp_path / "gen").rglob(".*"))
+        return list((self.tmp_path / STORAGE_FOLDER).rglob(".*"))
 
-    def wait_for_progress(self, completed: int = 5) -> list[str]:
-        """The submission's batch ids, once its first batch has finished `completed` requests."""
+    def hold_batches(self) -> None:
+        """Make every batch answer `ANSWERED` requests, then hold it in progress."""
+        self.api.configure(answer_at_most=ANSWERED)
+
+    def release_batches(self) -> None:
+        """Let held batches answer the rest of their requests."""
+        self.api.configure(answer_at_most=None)
+
+    def wait_until_held(self) -> list[Batch]:
+        """The submission's batches, once each has answered `ANSWERED` requests (and is held)."""
         batch_ids = self.harness.latest_metadata(f"{NAME}_batch")["batch_ids"]
-        first = self.client.batches.retrieve
-        wait_for(lambda: first(batch_ids[0]).request_counts.completed >= completed)
-        return batch_ids
+        retrieve = self.client.batches.retrieve
+
+        def held() -> list[Batch] | None:
+            batches = [retrieve(batch_id) for batch_id in batch_ids]
+            counts = [batch.request_counts.completed for batch in batches]
+            assert max(counts) <= ANSWERED, counts
+            return batches if counts == [ANSWERED] * len(batches) else None
+
+        batches = wait_for(held)
+        assert {batch.status for batch in batches} == {"in_progress"}
+        return batches
 
 
 def killed_after_upload(run: FaultRun) -> dg.ExecuteInProcessResult:
@@ -180,7 +192,7 @@ def materialized_twice(run: FaultRun) -> dg.ExecuteInProcessResult:
 def materialized_again_during_a_follow_up(run: FaultRun) -> dg.ExecuteInProcessResult:
     run.api.configure(fail_rate=0.3)
     run.submit()
-    assert run.harness.run_requested(run.harness.tick_until_run_requested()).success
+    assert run.harness.download().success
     assert run.harness.latest_metadata(f"{NAME}_batch")["attempt"] == 2
     run.submit()
     assert run.harness.latest_metadata(f"{NAME}_batch")["reused_batches"] == 3
@@ -200,7 +212,7 @@ def download_cut(run: FaultRun) -> dg.ExecuteInProcessResult:
     run.submit()
     run.api.configure(cut_downloads_after_bytes=1000)
     result = run.finish()
-    files = result.output_for_node(f"{NAME}_download", OUTPUT).output_files
+    files = run.harness.latest_metadata(OUTPUT)["output_files"]
     assert len(files) == 3
     for url in files:
         path = UPath(url)
@@ -225,15 +237,24 @@ def download_killed(run: FaultRun) -> dg.JobExecutionResult:
 
 
 def api_killed_and_restarted(run: FaultRun) -> dg.ExecuteInProcessResult:
-    run.api.configure(seconds_per_request=0.05)
+    run.hold_batches()
     run.submit()
     run.harness.tick()
-    batch_ids = run.wait_for_progress()
-    statuses = {run.client.batches.retrieve(batch_id).status for batch_id in batch_ids}
+    batch_ids = [batch.id for batch in run.wait_until_held()]
     run.api.stop(signal.SIGKILL)
-    assert statuses & {"validating", "in_progress"}, statuses
+    # Restarted with its flags only: the hold is gone and the batches go on from their
+    # checkpoints.
     run.api.restart()
-    return run.finish()
+    assert run.api.admin()["answer_at_most"] is None
+    result = run.finish()
+    for batch_id in batch_ids:
+        batch = run.client.batches.retrieve(batch_id)
+        assert batch.status == "completed"
+        assert (batch.request_counts.completed, batch.request_counts.failed) == (SHARD_SIZE, 0)
+    output, _ = run.harness.latest_frames(NAME)
+    assert output["attempts"].to_list() == [1] * len(IDS)
+    assert run.calls("POST /v1/batches") == 0  # since the restart: no batch submitted again
+    return result
 
 
 def sensor_tick_raises(run: FaultRun) -> dg.ExecuteInProcessResult:
@@ -262,7 +283,7 @@ def download_run_fails(run: FaultRun) -> dg.JobExecutionResult:
 
 def _some_answered_on_a_later_attempt(run: FaultRun) -> dg.ExecuteInProcessResult:
     result = run.finish()
-    output = pl.read_parquet(result.output_for_node(f"{NAME}_download", OUTPUT).output_table)
+    output, _ = run.harness.latest_frames(NAME)
     assert output.filter(pl.col("attempts") > 1).height > 0
     return result
 
@@ -280,42 +301,60 @@ def request_timeouts(run: FaultRun) -> dg.ExecuteInProcessResult:
 
 
 def window_over(run: FaultRun) -> dg.ExecuteInProcessResult:
-    run.api.configure(seconds_per_request=0.05, window_seconds=0.5)
+    run.api.configure(answer_at_most=ANSWERED, window_seconds=0.5)
     run.submit()
     result = run.finish()
     assert run.harness.latest_metadata(OUTPUT)["attempts"] == MAX_ATTEMPTS
-    assert run.harness.latest_metadata(f"{NAME}_errors")["row_count"] > 0
+    # Each batch answers 5 and expires: 3 batches of 90 requests, 3 of the 75 left, 2 of 60.
+    output, errors = run.harness.latest_frames(NAME)
+    assert output.height == ANSWERED * (3 + 3 + 2)
+    assert errors.height == len(IDS) - output.height
+    assert errors["attempts"].to_list() == [MAX_ATTEMPTS] * errors.height
     return result
 
 
 def cancelled_outside(run: FaultRun) -> dg.ExecuteInProcessResult:
-    run.api.configure(seconds_per_request=0.05)
+    run.hold_batches()
     run.submit()
-    batch_ids = run.wait_for_progress()
-    run.client.batches.cancel(batch_ids[0])
-    run.api.configure(seconds_per_request=0.0)
-    return run.finish()
+    cancelled = run.wait_until_held()[0]
+    run.client.batches.cancel(cancelled.id)
+    run.release_batches()
+    result = run.finish()
+    output, errors = run.harness.latest_frames(NAME)
+    assert errors.height == 0
+    # The cancelled batch's unfinished requests, and only they, answered by a follow-up batch.
+    assert output.filter(pl.col("attempts") == 1).height == len(IDS) - (SHARD_SIZE - ANSWERED)
+    assert output.filter(pl.col("attempts") == 2).height == SHARD_SIZE - ANSWERED
+    assert run.harness.latest_metadata(f"{NAME}_batch")["request_count"] == SHARD_SIZE - ANSWERED
+    assert run.calls("POST /v1/batches") == 4
+    return result
 
 
 def cancel_job(run: FaultRun) -> dg.ExecuteInProcessResult:
-    # Slow enough that the batches are still running when the job has started, however busy
-    # the machine; cancelled batches end at once.
-    run.api.configure(seconds_per_request=0.2)
+    # Every batch is held in progress when the job starts; cancelled batches end at once.
+    run.hold_batches()
     run.submit()
-    run.wait_for_progress()
+    run.wait_until_held()
     job = run.harness.defs.resolve_job_def(f"{NAME}_cancel_job")
     assert job.execute_in_process(instance=run.harness.instance).success
+    run.release_batches()
     result = run.finish()
-    assert run.harness.latest_metadata(f"{NAME}_errors")["row_count"] > 0
+    output, errors = run.harness.latest_frames(NAME)
+    assert output.height == 3 * ANSWERED
+    assert output["attempts"].to_list() == [1] * output.height
+    assert errors["error_code"].to_list() == ["batch_cancelled"] * (len(IDS) - 3 * ANSWERED)
+    assert run.calls("POST /v1/batches") == 3  # nothing resubmitted
     return result
 
 
 def token_limit(run: FaultRun) -> dg.ExecuteInProcessResult:
     run.monkeypatch.setenv("BATCH_ASSETS_TOKEN_LIMIT_BACKOFF_SECONDS", "0.5")
-    # One shard's tokens fit under the limit, two do not; each batch runs long enough that the
-    # others are created and validated while it holds the capacity.
-    run.api.configure(enqueued_token_limit=300, seconds_per_request=0.05)
+    # One shard's tokens fit under the limit, two do not: the batch validated first holds the
+    # capacity, answering nothing, until the other two have failed on the limit; then it runs.
+    run.api.configure(enqueued_token_limit=300, seconds_per_request=FROZEN_SECONDS_PER_REQUEST)
     run.submit()
+    run.harness.wait_for_batches(run.api, NAME, "failed", count=2)
+    run.api.configure(seconds_per_request=0.0)
     result = run.finish()
     assert run.harness.latest_metadata(f"{NAME}_batch")["token_limit_waits"] >= 1
     return result
@@ -423,7 +462,7 @@ FAULTS = [
     ),
     Fault(
         "completion window over",
-        "`window_seconds` 0.5",
+        "each batch answers 5 (`answer_at_most`), then its `window_seconds` 0.5 pass",
         "finished results kept, the rest resubmitted, then listed as `batch_expired`",
         window_over,
         frozenset({"batch_expired"}),
@@ -466,15 +505,12 @@ def test_fault(
     result = fault.drive(run)
 
     assert result.success
-    metadata = run.harness.latest_metadata(OUTPUT)
-    errors_metadata = run.harness.latest_metadata(f"{NAME}_errors")
-    _, errors = assert_each_custom_id_once(
-        metadata["output_table"], errors_metadata["errors_table"], IDS
-    )
+    output, errors = run.harness.latest_frames(NAME)
+    assert_each_custom_id_once(output, errors, IDS)
     assert set(errors["error_code"].drop_nulls().to_list()) <= fault.errors
     api.configure(http_error_rate=0.0)
     assert_no_shared_shard_key(run.client)
-    assert_no_half_written_file(tmp_path / "gen")
+    assert_no_half_written_file(tmp_path / STORAGE_FOLDER)
 
 
 def readme_table() -> str:

@@ -7,46 +7,32 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 from upath import UPath
 
-from batch_assets.core.limits import BatchLimits
-from batch_assets.pipeline.factory import build_batch_pipeline
-from batch_assets.pipeline.sources import IteratorSource, JsonlFileSource
-from tests.local_api.helpers import chat_request, jsonl
+from tests.local_api.helpers import chat_request
 from tests.local_api_server import LocalBatchAPI
-from tests.pipeline.harness import Harness, make_defs
-
-
-def _write_jsonl(path: Path, requests: list) -> Path:
-    path.write_bytes(jsonl(requests))
-    return path
+from tests.pipeline.harness import build_harness, calls, result_frames
 
 
 def test_jsonl_file_end_to_end_with_raw_files_kept(api: LocalBatchAPI, tmp_path: Path) -> None:
-    source = _write_jsonl(
-        tmp_path / "tickets.jsonl", [chat_request(f"t{i}", f"ticket {i}") for i in range(30)]
-    )
-    pipeline = build_batch_pipeline(
-        "tickets", JsonlFileSource(source), storage_dir=tmp_path / "generated"
-    )
+    custom_ids = [f"t{i}" for i in range(30)]
     with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(pipeline, api), instance)
-        assert harness.materialize(["tickets_requests", "tickets_batch"]).success
-        result = harness.run_requested(harness.tick_until_run_requested())
+        harness = build_harness(api, tmp_path, instance, name="tickets", custom_ids=custom_ids)
+        assert harness.submit("tickets").success
+        result = harness.download()
 
         assert result.success
-        batch_result = result.output_for_node("tickets_download", "tickets_output")
-        [raw_output] = batch_result.output_files
+        metadata = harness.latest_metadata("tickets_output")
+        [raw_output] = metadata["output_files"]
         assert sorted(
             json.loads(line)["custom_id"] for line in UPath(raw_output).read_text().splitlines()
-        ) == sorted(f"t{i}" for i in range(30))
-        assert batch_result.error_files == ()
-        output = pl.read_parquet(batch_result.output_table)
+        ) == sorted(custom_ids)
+        assert metadata["error_files"] == []
+        output, errors = result_frames(result, "tickets")
         assert output.height == 30
         assert output["status_code"].unique().to_list() == [200]
         assert output["answer"].null_count() == 0
-        assert result.output_for_node("tickets_download", "tickets_errors").height == 0
+        assert errors.height == 0
 
 
 def test_iterator_streams_into_shards_by_limit(api: LocalBatchAPI, tmp_path: Path) -> None:
@@ -54,22 +40,16 @@ def test_iterator_streams_into_shards_by_limit(api: LocalBatchAPI, tmp_path: Pat
         for i in range(1200):
             yield chat_request(f"q{i:04d}", f"question {i}")
 
-    pipeline = build_batch_pipeline(
-        "questions",
-        IteratorSource(requests),
-        limits=BatchLimits(max_requests=500),
-        storage_dir=tmp_path / "generated",
-    )
     with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(pipeline, api), instance)
-        assert harness.materialize(["questions_requests", "questions_batch"]).success
+        harness = build_harness(
+            api, tmp_path, instance, name="questions", source=requests, shard_size=500
+        )
+        assert harness.submit("questions").success
         assert harness.latest_metadata("questions_requests")["shard_count"] == 3
         assert harness.latest_metadata("questions_requests")["request_count"] == 1200
-        result = harness.run_requested(harness.tick_until_run_requested())
+        result = harness.download()
 
-        output = pl.read_parquet(
-            result.output_for_node("questions_download", "questions_output").output_table
-        )
+        output, _ = result_frames(result, "questions")
         assert sorted(output["custom_id"].to_list()) == [f"q{i:04d}" for i in range(1200)]
         assert output["batch_id"].n_unique() == 3
 
@@ -77,14 +57,12 @@ def test_iterator_streams_into_shards_by_limit(api: LocalBatchAPI, tmp_path: Pat
 def test_resubmitting_the_same_requests_reuses_the_batch(
     api: LocalBatchAPI, tmp_path: Path
 ) -> None:
-    source = _write_jsonl(tmp_path / "same.jsonl", [chat_request("a", "x"), chat_request("b", "y")])
-    pipeline = build_batch_pipeline("same", JsonlFileSource(source), storage_dir=tmp_path / "gen")
     with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(pipeline, api), instance)
-        harness.materialize(["same_requests", "same_batch"])
+        harness = build_harness(api, tmp_path, instance, name="same", custom_ids=["a", "b"])
+        harness.submit("same")
         first = harness.latest_metadata("same_batch")["batch_ids"]
-        harness.materialize(["same_requests", "same_batch"])
+        harness.submit("same")
 
         assert harness.latest_metadata("same_batch")["batch_ids"] == first
         assert harness.latest_metadata("same_batch")["reused_batches"] == 1
-        assert api.admin("GET", "stats")["calls"]["POST /v1/batches"] == 1
+        assert calls(api, "POST /v1/batches") == 1

@@ -84,29 +84,30 @@ def test_every_file_is_in_the_bucket_and_results_equal_those_on_local_disk(
     api: LocalBatchAPI, s3: S3Server, scratch: Path, tmp_path: Path, start_local_api
 ) -> None:
     with _instance(tmp_path) as instance:
-        _, on_s3 = _materialize_all_then_download(api, s3.url("deployed"), scratch, instance)
+        s3_harness, on_s3 = _materialize_all_then_download(
+            api, s3.url("deployed"), scratch, instance
+        )
+        output = s3_harness.latest_metadata("labels_output")
     keys = s3.object_keys("deployed/labels/")
     runs = {key.split("/")[2] for key in keys} - {"downloads", "tables", "records"}
     assert s3.object_keys("deployed/upstream/") == ["deployed/upstream/rows"]
-    assert len(runs) == 2  # the submission run's shards, the download run's tables
-    [batch_id] = on_s3.output_for_node("labels_download", "labels_output").batch_ids
+    assert len(runs) == 1  # the submission run's shards; the download run writes none of its own
+    [batch_id] = output["batch_ids"]
     expected = {
         f"deployed/labels/downloads/{batch_id}_output.jsonl",
+        "deployed/labels/tables/labels_output.parquet",
         "deployed/labels/tables/labels_errors.parquet",
         "deployed/labels/tables/labels_results.parquet",
         "deployed/labels/records/labels_requests",
         "deployed/labels/records/labels_batch",
-        "deployed/labels/records/labels_output",
     }
     assert expected <= set(keys)
     assert sum(key.endswith("/requests/shard-00000.jsonl") for key in keys) == 1
-    assert sum(key.endswith("/results/output.parquet") for key in keys) == 1
-    assert list(scratch.iterdir()) == []
+    assert not any(key.endswith(".parquet") and "/tables/" not in key for key in keys)
     assert not (tmp_path / "generated").exists()
     assert list(scratch.iterdir()) == []
-    result = on_s3.output_for_node("labels_download", "labels_output")
-    assert all(url.startswith(f"s3://{s3.bucket}/deployed/") for url in result.output_files)
-    assert result.output_table.startswith(f"s3://{s3.bucket}/deployed/")
+    assert all(url.startswith(f"s3://{s3.bucket}/deployed/") for url in output["output_files"])
+    assert output["path"] == f"s3://{s3.bucket}/deployed/labels/tables/labels_output.parquet"
 
     with _instance(tmp_path) as instance:
         local = str(tmp_path / "generated")
@@ -123,12 +124,12 @@ def test_a_download_cut_mid_stream_resumes_into_the_bucket(
 ) -> None:
     api.configure(cut_downloads_after_bytes=2000)
     with _instance(tmp_path) as instance:
-        _, result = _materialize_all_then_download(api, s3.url("cut"), scratch, instance)
-    batch_result = result.output_for_node("labels_download", "labels_output")
-    [output_url] = batch_result.output_files
+        harness, _ = _materialize_all_then_download(api, s3.url("cut"), scratch, instance)
+        output = harness.latest_metadata("labels_output")
+    [output_url] = output["output_files"]
     key = output_url.removeprefix(f"s3://{s3.bucket}/")
     client = OpenAI(base_url=api.base_url, api_key=TEST_API_KEY)
-    [batch_id] = batch_result.batch_ids
+    [batch_id] = output["batch_ids"]
     file_id = client.batches.retrieve(batch_id).output_file_id
     assert file_id is not None
     assert s3.read(key) == client.files.content(file_id).read()

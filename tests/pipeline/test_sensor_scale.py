@@ -14,10 +14,11 @@ from openai import OpenAI
 from batch_assets.pipeline import event_log
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.keys import RUN_KEY_TAG, submission_run_key
+from batch_assets.pipeline.ledger import AttemptRecord
 from batch_assets.pipeline.sources import IteratorSource
 from tests.local_api.helpers import chat_request, upload
 from tests.local_api_server import LocalBatchAPI, wait_for
-from tests.pipeline.harness import Harness, make_defs
+from tests.pipeline.harness import Harness, make_defs, record_attempt, submitted
 
 
 def _no_requests() -> Iterator[dict[str, Any]]:
@@ -54,12 +55,7 @@ def _in_flight(api: LocalBatchAPI, count: int) -> list[str]:
 
 
 def _submitted(instance: dg.DagsterInstance, pipeline: str, batch_ids: list[str]) -> None:
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            asset_key=dg.AssetKey(f"{pipeline}_batch"),
-            metadata={"batch_ids": dg.MetadataValue.json(batch_ids)},
-        )
-    )
+    record_attempt(instance, f"{pipeline}_batch", AttemptRecord(1, submitted(*batch_ids)))
 
 
 def _watched(harness: Harness) -> dict[str, set[str]]:

@@ -9,36 +9,32 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from batch_assets.core.limits import BatchLimits
+from batch_assets.core.limits import EMBEDDINGS, BatchLimits
 from batch_assets.pipeline import event_log
-from batch_assets.pipeline.factory import build_batch_pipeline
-from batch_assets.pipeline.sources import IteratorSource, JsonlFileSource
 from tests.local_api_server import LocalBatchAPI
-from tests.pipeline.harness import Harness, make_defs, write_chat_requests
+from tests.pipeline.harness import build_harness, result_frames
 
+NAME = "ends"
 IDS = [f"r{i:03d}" for i in range(60)]
-
-
-def _harness(
-    api: LocalBatchAPI, tmp_path: Path, instance: dg.DagsterInstance, max_attempts: int = 1
-) -> Harness:
-    source = write_chat_requests(tmp_path / "requests.jsonl", IDS)
-    pipeline = build_batch_pipeline(
-        "ends", JsonlFileSource(source), storage_dir=tmp_path / "gen", max_attempts=max_attempts
-    )
-    return Harness(make_defs(pipeline, api), instance)
-
-
-def _frames(result: dg.ExecuteInProcessResult) -> tuple[pl.DataFrame, pl.DataFrame]:
-    batch_result = result.output_for_node("ends_download", "ends_output")
-    return pl.read_parquet(batch_result.output_table), result.output_for_node(
-        "ends_download", "ends_errors"
-    )
+# The local API answers this many requests of a batch, then holds it in progress (its
+# `answer_at_most`); the batch answers requests in input order, so these are the first ones.
+ANSWERED = 5
+# Past the default "24h" completion window of a batch created now.
+PAST_THE_WINDOW = 86400 + 60
 
 
 def _every_id_once(output: pl.DataFrame, errors: pl.DataFrame) -> None:
     returned = output["custom_id"].to_list() + errors["custom_id"].to_list()
     assert sorted(returned) == IDS
+
+
+def _answered_then_ended(output: pl.DataFrame, errors: pl.DataFrame, code: str) -> None:
+    """The first `ANSWERED` requests answered, every other one listed with error `code`."""
+    assert sorted(output["custom_id"].to_list()) == IDS[:ANSWERED]
+    assert output["status_code"].to_list() == [200] * ANSWERED
+    assert sorted(errors["custom_id"].to_list()) == IDS[ANSWERED:]
+    assert errors["error_code"].to_list() == [code] * (len(IDS) - ANSWERED)
+    _every_id_once(output, errors)
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
@@ -48,12 +44,11 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
 def test_completed_with_every_request_failed(api: LocalBatchAPI, tmp_path: Path) -> None:
     api.configure(fail_rate=1.0)
     with dg.instance_for_test() as instance:
-        harness = _harness(api, tmp_path, instance)
-        harness.materialize(["ends_requests", "ends_batch"])
-        result = harness.run_requested(harness.tick_until_run_requested())
+        harness = build_harness(api, tmp_path, instance, name=NAME, custom_ids=IDS, max_attempts=1)
+        result = harness.submit_and_download(NAME)
 
         assert result.success
-        output, errors = _frames(result)
+        output, errors = result_frames(result, NAME)
         assert output.height == 0
         assert errors.height == 60
         assert errors["status_code"].unique().to_list() == [500]
@@ -70,6 +65,8 @@ def test_failed_validation_fails_the_run_with_the_api_errors(
 ) -> None:
     # A client limit set above the API's (50,000 embedding inputs) passes our checks and fails
     # the API's validation: the download run must fail and show the API's errors.
+    limits = BatchLimits(max_embedding_inputs=60_000)
+
     def requests() -> Iterator[dict]:
         for i in range(5):
             yield {
@@ -79,17 +76,11 @@ def test_failed_validation_fails_the_run_with_the_api_errors(
                 "body": {"model": "text-embedding-3-small", "input": ["x"] * 10_001},
             }
 
-    pipeline = build_batch_pipeline(
-        "ends",
-        IteratorSource(requests),
-        endpoint="/v1/embeddings",
-        limits=BatchLimits(max_embedding_inputs=60_000),
-        storage_dir=tmp_path / "gen",
-    )
     with dg.instance_for_test() as instance:
-        harness = Harness(make_defs(pipeline, api), instance)
-        harness.materialize(["ends_requests", "ends_batch"])
-        result = harness.run_requested(harness.tick_until_run_requested())
+        harness = build_harness(
+            api, tmp_path, instance, name=NAME, source=requests, endpoint=EMBEDDINGS, limits=limits
+        )
+        result = harness.submit_and_download(NAME)
 
         assert not result.success
         failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
@@ -100,36 +91,33 @@ def test_failed_validation_fails_the_run_with_the_api_errors(
         assert "50,005 embedding inputs" in error["message"]
 
 
-def test_expired_keeps_finished_results_and_lists_the_rest(tmp_path: Path, start_local_api) -> None:
-    api = start_local_api("--seconds-per-request", "0.05", "--window-seconds", "1")
+def test_expired_keeps_finished_results_and_lists_the_rest(
+    api: LocalBatchAPI, tmp_path: Path
+) -> None:
     with dg.instance_for_test() as instance:
-        harness = _harness(api, tmp_path, instance)
-        harness.materialize(["ends_requests", "ends_batch"])
-        result = harness.run_requested(harness.tick_until_run_requested())
+        harness = build_harness(api, tmp_path, instance, name=NAME, custom_ids=IDS, max_attempts=1)
+        harness.submit_held(api, NAME, ANSWERED)
+        api.configure(clock_offset_seconds=PAST_THE_WINDOW)
+        result = harness.download()
 
         assert result.success
-        output, errors = _frames(result)
-        assert 0 < output.height < 60
-        assert set(errors["error_code"].to_list()) == {"batch_expired"}
-        _every_id_once(output, errors)
+        output, errors = result_frames(result, NAME)
+        _answered_then_ended(output, errors, "batch_expired")
         assert "expired: 1" in harness.latest_metadata("ends_output")["batch_statuses"]
 
 
 def test_cancelled_keeps_finished_results_and_lists_the_rest(
     api: LocalBatchAPI, tmp_path: Path
 ) -> None:
-    api.configure(seconds_per_request=0.05)
     with dg.instance_for_test() as instance:
-        harness = _harness(api, tmp_path, instance)
-        batch_id, client = harness.submit_and_wait_for_progress(api, "ends")
+        harness = build_harness(api, tmp_path, instance, name=NAME, custom_ids=IDS, max_attempts=1)
+        batch_id, client = harness.submit_held(api, NAME, ANSWERED)
         client.batches.cancel(batch_id)
-        result = harness.run_requested(harness.tick_until_run_requested())
+        result = harness.download()
 
         assert result.success
-        output, errors = _frames(result)
-        assert 5 <= output.height < 60
-        assert set(errors["error_code"].to_list()) == {"batch_cancelled"}
-        _every_id_once(output, errors)
+        output, errors = result_frames(result, NAME)
+        _answered_then_ended(output, errors, "batch_cancelled")
 
 
 def test_cancel_job_cancels_running_batches_and_the_sensor_keeps_what_finished(
@@ -138,10 +126,9 @@ def test_cancel_job_cancels_running_batches_and_the_sensor_keeps_what_finished(
     # Read the event log two records a page, with more observations after the cancel request
     # than fit in one: the request must still be found, or the cancelled requests are retried.
     monkeypatch.setattr(event_log, "RECORDS_PER_PAGE", 2)
-    api.configure(seconds_per_request=0.05)
     with dg.instance_for_test() as instance:
-        harness = _harness(api, tmp_path, instance, max_attempts=3)
-        batch_id, client = harness.submit_and_wait_for_progress(api, "ends")
+        harness = build_harness(api, tmp_path, instance, name=NAME, custom_ids=IDS)
+        batch_id, client = harness.submit_held(api, NAME, ANSWERED)
 
         cancel = harness.defs.resolve_job_def("ends_cancel_job").execute_in_process(
             instance=instance
@@ -155,8 +142,7 @@ def test_cancel_job_cancels_running_batches_and_the_sensor_keeps_what_finished(
             instance.report_runless_asset_event(
                 dg.AssetObservation("ends_batch", metadata={"completed": completed})
             )
-        result = harness.run_requested(harness.tick_until_run_requested())
-        output, errors = _frames(result)
-        assert 5 <= output.height < 60
-        assert set(errors["error_code"].to_list()) == {"batch_cancelled"}
-        _every_id_once(output, errors)
+        result = harness.download()
+        assert result.success
+        output, errors = result_frames(result, NAME)
+        _answered_then_ended(output, errors, "batch_cancelled")
