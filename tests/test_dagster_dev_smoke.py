@@ -103,5 +103,5 @@ def test_launched_run_then_the_daemon_sensor_materializes_the_output(dagster_dev
     latest = wait_for(output_materialized, timeout=180, interval=1)
     assert latest["runId"] != run_id
     labels = {entry["label"] for entry in latest["metadataEntries"]}
-    assert {"row_count", "input_tokens", "backend", "output_files", "path"} <= labels
+    assert {"dagster/row_count", "openai.total_tokens", "backend", "output_files", "path"} <= labels
     assert api.admin("GET", "stats")["calls"]["POST /v1/batches"] == 1

@@ -35,10 +35,18 @@ EXAMPLES = {
         "catalog_embeddings_output",
         "catalog_embeddings_errors",
     ],
+    "monthly_reviews": [
+        "monthly_reviews",
+        "monthly_review_topics_requests",
+        "monthly_review_topics_batch",
+        "monthly_review_topics_output",
+        "monthly_review_topics_errors",
+        "monthly_review_topics_results",
+    ],
 }
 
 
-def test_definitions_validate_and_hold_the_three_examples() -> None:
+def test_definitions_validate_and_hold_the_four_examples() -> None:
     definitions = defs()
     dg.Definitions.validate_loadable(definitions)
     graph = definitions.resolve_asset_graph()

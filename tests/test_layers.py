@@ -75,7 +75,7 @@ FOUNDATION = [
     "event_log",
     "ledger",
     "sensor_cursor",
-    "previews",
+    "table_metadata",
     "submission",
     "retries",
 ]

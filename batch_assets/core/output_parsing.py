@@ -514,13 +514,14 @@ def parse_batch_files(files: Mapping[str, list[str | Path | None]]) -> pl.DataFr
     return pl.concat(frames) if frames else empty_results()
 
 
-def json_schema_to_dtype(schema: Mapping[str, Any]) -> pl.DataType:
-    """The polars dtype that holds values of a JSON schema (objects, arrays, scalars, $refs)."""
-    return _to_dtype(schema, schema, ())
+def json_schema_to_dtype(schema: Mapping[str, Any], *, enums: bool = False) -> pl.DataType:
+    """The polars dtype that holds values of a JSON schema (objects, arrays, scalars, $refs);
+    with `enums`, a string `enum` is a polars Enum of its values, else a String."""
+    return _to_dtype(schema, schema, (), enums)
 
 
 def _to_dtype(
-    node: Mapping[str, Any], root: Mapping[str, Any], refs: tuple[str, ...]
+    node: Mapping[str, Any], root: Mapping[str, Any], refs: tuple[str, ...], enums: bool
 ) -> pl.DataType:
     if "$ref" in node:
         ref = node["$ref"]
@@ -531,11 +532,11 @@ def _to_dtype(
             raise ValueError(f"only local $refs ('#/...') are followed, not {ref!r}; pass dtype=")
         for part in ref[2:].split("/"):
             target = target[part]
-        return _to_dtype(target, root, (*refs, ref))
+        return _to_dtype(target, root, (*refs, ref), enums)
     for key in ("anyOf", "oneOf"):
         if key in node:
             options = [option for option in node[key] if option.get("type") != "null"]
-            dtypes = {_to_dtype(option, root, refs) for option in options}
+            dtypes = {_to_dtype(option, root, refs, enums) for option in options}
             if len(dtypes) != 1:
                 raise ValueError(f"a {key} of different types has no polars dtype; pass dtype=")
             return dtypes.pop()
@@ -545,16 +546,18 @@ def _to_dtype(
         if len(kinds) != 1:
             raise ValueError(f"the type union {kind!r} has no polars dtype; pass dtype=")
         kind = kinds[0]
-    if kind is None and "enum" in node:
-        values = [v for v in node["enum"] if v is not None]
-        kind = "string" if all(isinstance(v, str) for v in values) else None
+    strings = [v for v in node.get("enum") or [] if v is not None]
+    if strings and all(isinstance(v, str) for v in strings) and kind in (None, "string"):
+        return pl.Enum(list(dict.fromkeys(strings))) if enums else pl.String()
     if kind == "object":
         properties = node.get("properties")
         if not properties:
             raise ValueError("an object without properties has no polars dtype; pass dtype=")
-        return pl.Struct({name: _to_dtype(sub, root, refs) for name, sub in properties.items()})
+        return pl.Struct(
+            {name: _to_dtype(sub, root, refs, enums) for name, sub in properties.items()}
+        )
     if kind == "array":
-        return pl.List(_to_dtype(node.get("items", {"type": "string"}), root, refs))
+        return pl.List(_to_dtype(node.get("items", {"type": "string"}), root, refs, enums))
     simple = {
         "string": pl.String(),
         "integer": pl.Int64(),
@@ -567,7 +570,7 @@ def _to_dtype(
     raise ValueError(f"the JSON schema {dict(node)!r} has no polars dtype; pass dtype=")
 
 
-def _decode_rows(texts: pl.Series, dtype: pl.DataType) -> pl.Series:
+def decode_json_texts(texts: pl.Series, dtype: pl.DataType) -> pl.Series:
     """Decode JSON texts; a text that does not fit `dtype` (or is not JSON) becomes null."""
     try:
         decoded = texts.str.json_decode(dtype)
@@ -579,7 +582,7 @@ def _decode_rows(texts: pl.Series, dtype: pl.DataType) -> pl.Series:
         return pl.Series(texts.name, [None] * texts.len(), dtype=dtype)
     half = texts.len() // 2  # bisect to the bad rows: O(bad * log n) decodes
     return pl.concat(
-        [_decode_rows(texts.head(half), dtype), _decode_rows(texts.slice(half), dtype)]
+        [decode_json_texts(texts.head(half), dtype), decode_json_texts(texts.slice(half), dtype)]
     )
 
 
@@ -603,4 +606,4 @@ def decode_json_answers(
     texts = frame.select(
         pl.when(pl.col(column).str.strip_chars().str.len_bytes() > 0).then(pl.col(column))
     ).to_series()
-    return frame.with_columns(_decode_rows(texts, dtype).alias(into))
+    return frame.with_columns(decode_json_texts(texts, dtype).alias(into))

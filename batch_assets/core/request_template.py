@@ -8,8 +8,10 @@ Decisions: `{column}` placeholders appear in `user_template` only (`{{` and `}}`
 braces; the system prompt is literal text). Non-string columns are rendered with polars' cast to
 String. A null value in a placeholder column is an error naming the row and column, unless
 `null_as_empty=True`. custom_id values are cast to String and must be non-null, non-empty and
-unique. A number beyond a double or a lone UTF-16 surrogate in the params, the response format,
-the model or the prompts is an error naming the field (`body.temperature`).
+unique. `response_model` (a Pydantic model) stands for `response_format`: the strict JSON
+schema the openai SDK makes of it. A number beyond a double or a lone UTF-16 surrogate in the
+params, the response format, the model or the prompts is an error naming the field
+(`body.temperature`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import openai
 import polars as pl
+import pydantic
 
 from batch_assets.core.limits import CHAT_COMPLETIONS, COMPLETIONS, EMBEDDINGS, RESPONSES
 from batch_assets.core.portable_json import find_unreadable
@@ -58,8 +62,17 @@ class RequestTemplate:
     response_format_name: str = "response"
     custom_id_column: str = "custom_id"
     null_as_empty: bool = False
+    response_model: type[pydantic.BaseModel] | None = None
 
     def __post_init__(self) -> None:
+        if self.response_model is not None:
+            if self.response_format is not None:
+                raise TemplateError("give response_format or response_model, not both")
+            # The strict schema OpenAI's SDK makes of a Pydantic model, as for a function tool.
+            tool = openai.pydantic_function_tool(self.response_model)
+            object.__setattr__(self, "response_format", tool["function"].get("parameters"))
+            if self.response_format_name == "response":
+                object.__setattr__(self, "response_format_name", self.response_model.__name__)
         if self.endpoint not in TEMPLATE_ENDPOINTS:
             raise TemplateError(
                 f"templates support the endpoints {', '.join(TEMPLATE_ENDPOINTS)}; "

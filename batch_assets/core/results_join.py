@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from batch_assets.core.output_parsing import JSON_ANSWER_COLUMN, RESULT_SCHEMA
+from batch_assets.core.output_parsing import RESULT_SCHEMA
 from batch_assets.core.request_template import RequestTemplate
 from batch_assets.core.retry_policy import ATTEMPTS_COLUMN
+from batch_assets.core.typed_answers import MATCHES_COLUMN, typed_columns
 
 JOIN_KEY = "__custom_id"
 
@@ -22,8 +23,22 @@ def result_columns(template: RequestTemplate) -> list[str]:
     """The columns the results join adds to the input rows."""
     columns = [name for name in RESULT_SCHEMA if name != "custom_id"] + [ATTEMPTS_COLUMN]
     if template.response_format is not None:
-        columns.append(JSON_ANSWER_COLUMN)
+        columns += [*typed_columns(template.response_format), MATCHES_COLUMN]
     return columns
+
+
+def check_typed_columns(template: RequestTemplate) -> None:
+    """Raise unless the schema's answers can have a column per property beside the results'."""
+    if template.response_format is None:
+        return
+    reserved = {name for name in RESULT_SCHEMA} | {ATTEMPTS_COLUMN, MATCHES_COLUMN}
+    clash = [name for name in typed_columns(template.response_format) if name in reserved]
+    if clash:
+        raise ValueError(
+            f"the response_format's properties {', '.join(map(repr, clash))} are named like "
+            "columns the results already have; rename them in the schema (say "
+            f"{clash[0]!r} to '{clash[0]}_value')"
+        )
 
 
 def clashing_columns(columns: Sequence[str], template: RequestTemplate) -> list[str]:

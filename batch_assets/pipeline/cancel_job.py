@@ -1,4 +1,5 @@
-"""`<name>_cancel_job`: cancel the still-running batches of a pipeline's latest submission."""
+"""`<name>_cancel_job`: cancel the still-running batches of a pipeline's latest submission (of
+the run's partition, in a partitioned pipeline)."""
 
 import dagster as dg
 
@@ -22,7 +23,7 @@ def build_cancel_job(spec: PipelineSpec) -> dg.JobDefinition:
         resource: OpenAIBatchResource = getattr(context.resources, spec.resource_key)
         client = resource.client
         ledger = Ledger(context.instance, spec.batch_key)
-        latest = ledger.latest_attempt()
+        latest = ledger.latest_attempt(context.partition_key if context.has_partition_key else None)
         batch_ids = latest.batch_ids if latest is not None else []
         if not batch_ids:
             context.log.info(f"{spec.batch_key.to_user_string()} has no submission to cancel.")
@@ -44,6 +45,7 @@ def build_cancel_job(spec: PipelineSpec) -> dg.JobDefinition:
         name=f"{spec.name}_cancel_job",
         description=f"Cancel {spec.name}'s batches still running; finished results are kept.",
         tags=spec.tags(),
+        partitions_def=spec.partitions_def,
     )
     def cancel_job() -> None:
         cancel_batches()

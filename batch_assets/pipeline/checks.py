@@ -8,6 +8,7 @@ import polars as pl
 
 from batch_assets.core.records import Submission
 from batch_assets.core.requested_ids import requested_ids
+from batch_assets.core.typed_answers import MATCHES_COLUMN
 from batch_assets.pipeline.spec import PipelineSpec
 
 
@@ -35,6 +36,7 @@ def build_checks(spec: PipelineSpec) -> list[dg.AssetChecksDefinition]:
     """The pipeline's two checks."""
 
     @dg.asset_check(
+        partitions_def=spec.partitions_def,
         asset=spec.output_key,
         name="every_request_answered_once",
         additional_ins={
@@ -53,6 +55,7 @@ def build_checks(spec: PipelineSpec) -> list[dg.AssetChecksDefinition]:
         )
 
     @dg.asset_check(
+        partitions_def=spec.partitions_def,
         asset=spec.errors_key,
         name="error_rate_below_threshold",
         additional_ins={"answers": dg.AssetIn(spec.output_key)},
@@ -76,3 +79,31 @@ def build_checks(spec: PipelineSpec) -> list[dg.AssetChecksDefinition]:
         )
 
     return [every_request_answered_once, error_rate_below_threshold]
+
+
+def build_schema_check(spec: PipelineSpec) -> dg.AssetChecksDefinition:
+    """A check that every answer to a JSON-schema response_format fits the schema."""
+
+    @dg.asset_check(
+        partitions_def=spec.partitions_def,
+        asset=spec.results_key,
+        name="answers_match_schema",
+        description="Every answered request's answer fits the response_format schema; one "
+        "that does not keeps its raw text in `answer` and has nulls in the typed columns.",
+    )
+    def answers_match_schema(results: pl.LazyFrame) -> dg.AssetCheckResult:
+        counts = results.select(
+            pl.col(MATCHES_COLUMN).not_().sum().alias("mismatched"),
+            pl.col(MATCHES_COLUMN).is_not_null().sum().alias("answered"),
+        ).collect()
+        mismatched_count, answered = counts.row(0)
+        return dg.AssetCheckResult(
+            passed=mismatched_count == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "mismatched": dg.MetadataValue.int(int(mismatched_count)),
+                "answered": dg.MetadataValue.int(int(answered)),
+            },
+        )
+
+    return answers_match_schema

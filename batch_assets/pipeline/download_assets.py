@@ -39,8 +39,14 @@ from batch_assets.core.retry_decision import (
     decide,
 )
 from batch_assets.core.retry_policy import merge_attempts, retryable
+from batch_assets.pipeline.keys import (
+    COST_KEY,
+    OPENAI_CALLS_KEY,
+    OPENAI_COMPLETION_TOKENS_KEY,
+    OPENAI_PROMPT_TOKENS_KEY,
+    OPENAI_TOTAL_TOKENS_KEY,
+)
 from batch_assets.pipeline.ledger import Ledger, SubmissionHistory
-from batch_assets.pipeline.previews import frame_preview
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.retries import (
     cancelled_on_request,
@@ -49,6 +55,7 @@ from batch_assets.pipeline.retries import (
 )
 from batch_assets.pipeline.settings import token_limit_backoff_seconds
 from batch_assets.pipeline.spec import PipelineSpec
+from batch_assets.pipeline.table_metadata import frame_metadata, frame_preview
 
 NOT_RETURNED_CODE = "not_returned"
 
@@ -270,15 +277,16 @@ def usage_metadata(
     costs = [estimate_cost_usd(model, i, o, spec.prices) for model, i, o in usage]
     known = [cost for cost in costs if cost is not None]
     metadata: dict[str, dg.MetadataValue] = {
-        "input_tokens": dg.MetadataValue.int(input_tokens),
-        "output_tokens": dg.MetadataValue.int(output_tokens),
-        "total_tokens": dg.MetadataValue.int(input_tokens + output_tokens),
+        OPENAI_CALLS_KEY: dg.MetadataValue.int(output.height),
+        OPENAI_PROMPT_TOKENS_KEY: dg.MetadataValue.int(input_tokens),
+        OPENAI_COMPLETION_TOKENS_KEY: dg.MetadataValue.int(output_tokens),
+        OPENAI_TOTAL_TOKENS_KEY: dg.MetadataValue.int(input_tokens + output_tokens),
         "usage_source": dg.MetadataValue.text(
             "batch usage" if all(b.usage is not None for b in batches) else "output lines"
         ),
     }
     if known:
-        metadata["estimated_cost_usd"] = dg.MetadataValue.float(round(sum(known), 6))
+        metadata[COST_KEY] = dg.MetadataValue.float(round(sum(known), 6))
     if len(known) < len(costs):
         metadata["cost_note"] = dg.MetadataValue.text(
             "Some models have no price in the pipeline's price table; their cost is left out."
@@ -313,9 +321,7 @@ def emit(
             output,
             {
                 **usage_metadata(results.batches, output, spec),
-                "preview": dg.MetadataValue.md(
-                    frame_preview(output, ["custom_id", "answer", "finish_reason"])
-                ),
+                **frame_preview(output, ["custom_id", "answer", "finish_reason"]),
             },
         ),
         spec.errors_key: (
@@ -333,7 +339,7 @@ def emit(
             yield dg.Output(
                 frame,
                 output_name=key.path[-1],
-                metadata={**common, "row_count": dg.MetadataValue.int(frame.height), **metadata},
+                metadata={**common, **frame_metadata(frame), **metadata},
             )
 
 
@@ -347,8 +353,9 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
             is_required=False,
             group_name=spec.group_name,
             io_manager_key=spec.io_manager_key,
-            kinds={"openai", "parquet"},
+            kinds=spec.kinds("openai", "parquet"),
             tags=spec.tags(spec.download_role),
+            owners=spec.owners,
         )
 
     @dg.multi_asset(
@@ -369,13 +376,17 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
         ins={"submission": dg.AssetIn(spec.batch_key)},
         can_subset=True,
         required_resource_keys={spec.resource_key},
+        pool=spec.pool,
+        partitions_def=spec.partitions_def,
     )
     def download(
         context: dg.AssetExecutionContext, submission: Submission
     ) -> Iterator[dg.Output[pl.DataFrame]]:
         resource: OpenAIBatchResource = getattr(context.resources, spec.resource_key)
         ledger = Ledger(context.instance, spec.batch_key)
-        history = ledger.history(submission)
+        history = ledger.history(
+            submission, context.partition_key if context.has_partition_key else None
+        )
         states = gather_states(resource.client, history)
         backoff = token_limit_backoff_seconds()
         waiting = await_batches(states[-1], now=time.time(), base_backoff=backoff)

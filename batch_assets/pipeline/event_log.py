@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import dagster as dg
 
@@ -11,11 +11,16 @@ RECORDS_PER_PAGE = 1000
 EventFetch = Callable[..., dg.EventRecordsResult]
 
 
-def records_after(fetch: EventFetch, key: dg.AssetKey, after: int) -> Iterator[dg.EventLogRecord]:
-    """Every record of `key` stored after the storage id `after`, oldest first."""
+def records_after(
+    fetch: EventFetch, key: dg.AssetKey, after: int, partitions: Sequence[str] | None = None
+) -> Iterator[dg.EventLogRecord]:
+    """Every record of `key` (of `partitions`, if given) stored after the storage id `after`,
+    oldest first."""
     while True:
         records = fetch(
-            dg.AssetRecordsFilter(asset_key=key, after_storage_id=after or None),
+            dg.AssetRecordsFilter(
+                asset_key=key, asset_partitions=partitions, after_storage_id=after or None
+            ),
             limit=RECORDS_PER_PAGE,
             ascending=True,
         ).records
@@ -25,11 +30,15 @@ def records_after(fetch: EventFetch, key: dg.AssetKey, after: int) -> Iterator[d
         after = records[-1].storage_id
 
 
-def records_newest_first(fetch: EventFetch, key: dg.AssetKey) -> Iterator[dg.EventLogRecord]:
-    """Every record of `key`, newest first; stop reading when the caller stops."""
+def records_newest_first(
+    fetch: EventFetch, key: dg.AssetKey, partitions: Sequence[str] | None = None
+) -> Iterator[dg.EventLogRecord]:
+    """Every record of `key` (of `partitions`, if given), newest first; stop reading when the
+    caller stops."""
+    records_filter = dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions)
     cursor = None
     while True:
-        page = fetch(key, limit=RECORDS_PER_PAGE, cursor=cursor)
+        page = fetch(records_filter, limit=RECORDS_PER_PAGE, cursor=cursor)
         yield from page.records
         if not page.has_more:
             return

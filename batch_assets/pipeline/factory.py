@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from upath import UPath
@@ -17,23 +17,34 @@ from batch_assets.core.limits import (
     check_completion_window,
     check_endpoint,
 )
+from batch_assets.core.results_join import check_typed_columns
+from batch_assets.pipeline.arguments import (
+    check_error_rate,
+    check_kinds,
+    check_max_attempts,
+    check_metadata,
+    check_name,
+    check_tags,
+)
 from batch_assets.pipeline.cancel_job import build_cancel_job
-from batch_assets.pipeline.checks import build_checks
+from batch_assets.pipeline.checks import build_checks, build_schema_check
 from batch_assets.pipeline.download_assets import build_download_assets
 from batch_assets.pipeline.keys import (
     DEFAULT_RESOURCE_KEY,
-    MAX_BATCH_METADATA_KEYS,
-    RESERVED_METADATA_KEYS,
 )
 from batch_assets.pipeline.parquet_io_manager import PolarsParquetIOManager
 from batch_assets.pipeline.request_assets import build_requests_asset, source_file_spec
 from batch_assets.pipeline.results_asset import build_results_asset
 from batch_assets.pipeline.sensor import completion_sensor
-from batch_assets.pipeline.sources import BatchSource, DataFrameSource, JsonlFileSource
+from batch_assets.pipeline.sources import (
+    PARTITION_PLACEHOLDER,
+    BatchSource,
+    DataFrameSource,
+    IteratorSource,
+    JsonlFileSource,
+)
 from batch_assets.pipeline.spec import PipelineSpec, resolve_storage
 from batch_assets.pipeline.submit_asset import build_submit_asset
-
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def build_batch_pipeline(
@@ -53,6 +64,12 @@ def build_batch_pipeline(
     storage_dir: Path | str | UPath | None = None,
     resource_key: str = DEFAULT_RESOURCE_KEY,
     io_manager_key: str | None = None,
+    automation_condition: dg.AutomationCondition[Any] | None = None,
+    owners: Sequence[str] = (),
+    tags: Mapping[str, str] | None = None,
+    kinds: Collection[str] = (),
+    pool: str | None = None,
+    partitions_def: dg.PartitionsDefinition[str] | None = None,
 ) -> dg.Definitions:
     """Assets, checks, jobs and an optional schedule that run `source` through the Batch API.
 
@@ -66,31 +83,42 @@ def build_batch_pipeline(
     other (shards, submission) are pickled under `<storage>/<name>/records/` by
     `<name>_records_io_manager`. The storage is `storage_dir`, else $BATCH_ASSETS_STORAGE_DIR,
     else `data/generated/`: a path or a URL such as `s3://bucket/prefix`, read once here.
+
+    `automation_condition` applies to `<name>_requests` and `<name>_batch` (the downloads stay
+    with the sensor); `owners`, `tags` and `kinds` go on every asset; every step runs in the
+    concurrency pool `pool` (default: the name of the resource, so pipelines sharing an API
+    share a pool, and a limit on it keeps a backfill from flooding the API).
+
+    With `partitions_def` every asset is partitioned and each partition is its own submission:
+    its requests (the upstream DataFrame's partition, a JSONL path holding `{partition_key}`,
+    or an iterator function given the key), batches, attempts, output, errors and results.
     """
-    if not _NAME.match(name):
-        raise ValueError(
-            f"pipeline name {name!r} must be snake_case: lowercase letters, digits and underscores"
-        )
+    check_name(name)
     if isinstance(source, DataFrameSource):
         if endpoint is not None and endpoint != source.template.endpoint:
             raise ValueError(
                 f"endpoint {endpoint!r} differs from the template's {source.template.endpoint!r}"
             )
         endpoint = source.template.endpoint
+        check_typed_columns(source.template)
     batch_endpoint = check_endpoint(endpoint or CHAT_COMPLETIONS)
     window = check_completion_window(completion_window)
-    user_metadata = dict(metadata or {})
-    room = MAX_BATCH_METADATA_KEYS - RESERVED_METADATA_KEYS
-    if len(user_metadata) > room:
-        raise ValueError(
-            f"metadata has {len(user_metadata)} keys; the Batch API allows "
-            f"{MAX_BATCH_METADATA_KEYS} and the pipeline uses {RESERVED_METADATA_KEYS}, so at "
-            f"most {room}"
-        )
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-    if not 0 <= max_error_rate <= 1:
-        raise ValueError(f"max_error_rate must be between 0 and 1, got {max_error_rate}")
+    user_metadata = check_metadata(metadata or {})
+    if partitions_def is None:
+        if isinstance(source, JsonlFileSource) and source.per_partition:
+            raise ValueError(
+                f"the path {str(source.path)!r} holds {PARTITION_PLACEHOLDER}; give the "
+                "pipeline a partitions_def"
+            )
+        if isinstance(source, IteratorSource) and source.takes_partition_key:
+            raise ValueError(
+                f"{source.function.__qualname__} takes a partition key; give the pipeline a "
+                "partitions_def"
+            )
+    user_tags = check_tags(tags or {})
+    user_kinds = check_kinds(kinds)
+    check_max_attempts(max_attempts)
+    check_error_rate(max_error_rate)
     storage, storage_setting = resolve_storage(storage_dir)
     spec = PipelineSpec(
         name=name,
@@ -108,14 +136,23 @@ def build_batch_pipeline(
         storage_setting=storage_setting,
         resource_key=resource_key,
         io_manager_key=f"{name}_io_manager" if io_manager_key is None else io_manager_key,
+        automation_condition=automation_condition,
+        owners=tuple(owners),
+        user_tags=user_tags,
+        user_kinds=user_kinds,
+        pool=resource_key if pool is None else pool,
+        partitions_def=partitions_def,
     )
     assets: list[dg.AssetsDefinition | dg.AssetSpec] = [
         build_requests_asset(spec),
         build_submit_asset(spec),
         build_download_assets(spec),
     ]
+    checks = build_checks(spec)
     if isinstance(source, DataFrameSource):
         assets.append(build_results_asset(spec, source))
+        if source.template.response_format is not None:
+            checks.append(build_schema_check(spec))
     if isinstance(source, JsonlFileSource):
         assets.append(source_file_spec(spec, source))
     submit_job = dg.define_asset_job(
@@ -137,7 +174,7 @@ def build_batch_pipeline(
         )
     return dg.Definitions(
         assets=assets,
-        asset_checks=build_checks(spec),
+        asset_checks=checks,
         jobs=[submit_job, build_cancel_job(spec)],
         schedules=schedules,
         sensors=[completion_sensor(resource_key)],

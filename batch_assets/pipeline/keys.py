@@ -6,9 +6,10 @@ import hashlib
 
 # Tags on assets and runs: the sensor finds a pipeline's assets by them, the run queue limits
 # runs per pipeline by PIPELINE_TAG.
-PIPELINE_TAG = "batch_assets/pipeline"
-ROLE_TAG = "batch_assets/role"
-RESOURCE_TAG = "batch_assets/resource"
+TAG_PREFIX = "batch_assets/"
+PIPELINE_TAG = f"{TAG_PREFIX}pipeline"
+ROLE_TAG = f"{TAG_PREFIX}role"
+RESOURCE_TAG = f"{TAG_PREFIX}resource"
 SUBMISSION_ROLE = "submission"
 DOWNLOAD_ROLE = "download"
 RUN_KEY_TAG = "dagster/run_key"
@@ -43,6 +44,17 @@ LEDGER_CANCEL_REQUESTED = "cancel_requested"
 LEDGER_CANCEL_REQUESTED_BY_RUN = "cancel_requested_by_run"
 
 DEFAULT_RESOURCE_KEY = "openai_batch"
+
+# Metadata keys Dagster and its integrations define: the UI, Insights and catalogs read them.
+ROW_COUNT_KEY = "dagster/row_count"
+COLUMN_SCHEMA_KEY = "dagster/column_schema"
+PREVIEW_KEY = "preview"
+# Token usage under the keys dagster-openai uses, so Dagster+ Insights charts them.
+OPENAI_CALLS_KEY = "openai.calls"
+OPENAI_PROMPT_TOKENS_KEY = "openai.prompt_tokens"
+OPENAI_COMPLETION_TOKENS_KEY = "openai.completion_tokens"
+OPENAI_TOTAL_TOKENS_KEY = "openai.total_tokens"
+COST_KEY = "estimated_cost_usd"
 
 # Environment variables.
 STORAGE_DIR_VARIABLE = "BATCH_ASSETS_STORAGE_DIR"

@@ -33,6 +33,11 @@ from batch_assets.pipeline.keys import (
 )
 
 
+def _only(partition: str | None) -> list[str] | None:
+    """The partitions filter for one partition, or none."""
+    return None if partition is None else [partition]
+
+
 def _values(metadata: Mapping[str, dg.MetadataValue]) -> dict[str, Any]:
     """Metadata as plain values."""
     return {name: value.value for name, value in metadata.items()}
@@ -48,6 +53,7 @@ class AttemptRecord:
     token_limit_waits: int = 0
     reused_batches: int = 0
     reused_uploads: int = 0
+    partition: str | None = None  # the materialization's partition, not in the metadata
 
     @property
     def batch_ids(self) -> list[str]:
@@ -82,7 +88,9 @@ class AttemptRecord:
         return metadata
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping[str, dg.MetadataValue]) -> AttemptRecord | None:
+    def from_metadata(
+        cls, metadata: Mapping[str, dg.MetadataValue], partition: str | None = None
+    ) -> AttemptRecord | None:
         """The attempt a `<name>_batch` materialization records, or None if it records none."""
         values = _values(metadata)
         if LEDGER_BATCHES not in values:
@@ -94,13 +102,16 @@ class AttemptRecord:
             token_limit_waits=int(values.get(LEDGER_TOKEN_LIMIT_WAITS, 0)),
             reused_batches=int(values.get(LEDGER_REUSED_BATCHES, 0)),
             reused_uploads=int(values.get(LEDGER_REUSED_UPLOADS, 0)),
+            partition=partition,
         )
 
     @classmethod
     def from_record(cls, record: dg.EventLogRecord) -> AttemptRecord | None:
         """The attempt an event-log record of `<name>_batch` holds, if it is a materialization."""
         materialization = record.asset_materialization
-        return None if materialization is None else cls.from_metadata(materialization.metadata)
+        if materialization is None:
+            return None
+        return cls.from_metadata(materialization.metadata, materialization.partition)
 
 
 @dataclass(frozen=True)
@@ -155,20 +166,26 @@ class Ledger:
         for record in records_after(self.instance.fetch_materializations, self.batch_key, after):
             yield record.storage_id, AttemptRecord.from_record(record)
 
-    def latest_attempt(self) -> AttemptRecord | None:
-        """The attempt recorded last, whichever submission it belongs to."""
-        for record in records_newest_first(self.instance.fetch_materializations, self.batch_key):
+    def latest_attempt(self, partition: str | None = None) -> AttemptRecord | None:
+        """The attempt recorded last (of `partition`, if given), whichever submission it
+        belongs to."""
+        for record in records_newest_first(
+            self.instance.fetch_materializations, self.batch_key, _only(partition)
+        ):
             attempt = AttemptRecord.from_record(record)
             if attempt is not None:
                 return attempt
         return None
 
-    def history(self, first: Submission) -> SubmissionHistory:
-        """The submission that created `first`'s batches, with every follow-up recorded since."""
+    def history(self, first: Submission, partition: str | None = None) -> SubmissionHistory:
+        """The submission that created `first`'s batches (in `partition`, if given), with every
+        follow-up recorded since."""
         root = submission_run_key(first.batch_ids)
         follow_ups: dict[int, AttemptRecord] = {}
         since = 0
-        for record in records_newest_first(self.instance.fetch_materializations, self.batch_key):
+        for record in records_newest_first(
+            self.instance.fetch_materializations, self.batch_key, _only(partition)
+        ):
             attempt = AttemptRecord.from_record(record)
             if attempt is None:
                 continue
@@ -181,7 +198,7 @@ class Ledger:
                         break
             elif attempt.retry_of == root:
                 follow_ups.setdefault(attempt.number, attempt)
-        first_attempt = AttemptRecord(1, first.batches)
+        first_attempt = AttemptRecord(1, first.batches, partition=partition)
         ordered = [follow_ups[number] for number in sorted(follow_ups)]
         return SubmissionHistory((first_attempt, *ordered), since)
 

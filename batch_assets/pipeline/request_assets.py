@@ -19,15 +19,16 @@ from batch_assets.core.sharding import (
     shard_request_frame,
     shard_requests,
 )
-from batch_assets.pipeline.previews import requests_preview
+from batch_assets.pipeline.keys import ROW_COUNT_KEY
 from batch_assets.pipeline.sources import DataFrameSource, IteratorSource, JsonlFileSource
 from batch_assets.pipeline.spec import PipelineSpec
+from batch_assets.pipeline.table_metadata import requests_preview
 
 
 def requests_metadata(shards: Sequence[Shard]) -> dict[str, Any]:
     """What the UI shows for a materialization of `<name>_requests`."""
     return {
-        "request_count": dg.MetadataValue.int(sum(shard.n_requests for shard in shards)),
+        ROW_COUNT_KEY: dg.MetadataValue.int(sum(shard.n_requests for shard in shards)),
         "bytes": dg.MetadataValue.int(sum(shard.n_bytes for shard in shards)),
         "shard_count": dg.MetadataValue.int(len(shards)),
         "models": dg.MetadataValue.text(", ".join(sorted({shard.model or "" for shard in shards}))),
@@ -35,7 +36,7 @@ def requests_metadata(shards: Sequence[Shard]) -> dict[str, Any]:
             sum(shard.est_input_tokens for shard in shards)
         ),
         "shard_files": dg.MetadataValue.json([shard.url for shard in shards]),
-        "preview": dg.MetadataValue.md(requests_preview(shards)),
+        **requests_preview(shards),
     }
 
 
@@ -54,6 +55,7 @@ def _build_shards(
     spec: PipelineSpec, context: dg.AssetExecutionContext, frame: pl.DataFrame | None
 ) -> dg.Output[list[Shard]]:
     source = spec.source
+    partition = context.partition_key if context.has_partition_key else None
     out_dir = spec.run_dir(context.run.run_id) / "requests"
     spec.prepare_storage(context.log.info)
     try:
@@ -75,7 +77,7 @@ def _build_shards(
                 limits=spec.limits,
             )
         elif isinstance(source, JsonlFileSource):
-            with storage.local_copy(source.path) as path:
+            with storage.local_copy(source.path_for(partition)) as path:
                 shards = shard_jsonl_file(
                     path,
                     out_dir,
@@ -85,7 +87,7 @@ def _build_shards(
                 )
         else:
             shards = shard_requests(
-                source.function(), out_dir, endpoint=spec.endpoint, limits=spec.limits
+                source.requests(partition), out_dir, endpoint=spec.endpoint, limits=spec.limits
             )
     except RequestValidationError as error:
         raise _validation_failure(error) from error
@@ -106,10 +108,12 @@ def source_file_spec(spec: PipelineSpec, source: JsonlFileSource) -> dg.AssetSpe
     return dg.AssetSpec(
         spec.source_file_key,
         group_name=spec.group_name,
-        kinds={"jsonl"},
+        kinds=spec.kinds("jsonl"),
         description=f"Ready batch requests in {source.path}, maintained outside Dagster.",
         metadata={"path": dg.MetadataValue.path(str(source.path))},
         tags=spec.tags(),
+        owners=spec.owners,
+        partitions_def=spec.partitions_def,
     )
 
 
@@ -131,8 +135,13 @@ def build_requests_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             deps=deps,
             group_name=spec.group_name,
             io_manager_key=spec.records_io_manager_key,
-            kinds={"polars", "openai"},
+            kinds=spec.kinds("polars", "openai"),
             tags=spec.tags(),
+            owners=spec.owners,
+            pool=spec.pool,
+            automation_condition=spec.automation_condition,
+            code_version=spec.request_code_version,
+            partitions_def=spec.partitions_def,
             description=f"Batch requests for {spec.endpoint}, {origin}, validated and split "
             "into shards within the Batch API's limits.",
         )

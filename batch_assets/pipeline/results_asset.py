@@ -6,14 +6,12 @@
 import dagster as dg
 import polars as pl
 
-from batch_assets.core.output_parsing import (
-    ANSWERED_STATUS,
-    JSON_ANSWER_COLUMN,
-    decode_json_answers,
-)
+from batch_assets.core.output_parsing import ANSWERED_STATUS
 from batch_assets.core.results_join import clash_message, clashing_columns, join_results
+from batch_assets.core.typed_answers import MATCHES_COLUMN, typed_answers
 from batch_assets.pipeline.sources import DataFrameSource
 from batch_assets.pipeline.spec import PipelineSpec
+from batch_assets.pipeline.table_metadata import frame_metadata
 
 
 def results_metadata(joined: pl.DataFrame) -> dict[str, dg.MetadataValue]:
@@ -23,7 +21,7 @@ def results_metadata(joined: pl.DataFrame) -> dict[str, dg.MetadataValue]:
     failed = int((status.is_not_null() & (status != ANSWERED_STATUS)).sum())
     failed += int((status.is_null() & joined["error_code"].is_not_null()).sum())
     return {
-        "row_count": dg.MetadataValue.int(joined.height),
+        **frame_metadata(joined),
         "answered_rows": dg.MetadataValue.int(answered),
         "error_rows": dg.MetadataValue.int(failed),
         "rows_without_result": dg.MetadataValue.int(joined.height - answered - failed),
@@ -43,11 +41,14 @@ def build_results_asset(spec: PipelineSpec, source: DataFrameSource) -> dg.Asset
         },
         group_name=spec.group_name,
         io_manager_key=spec.io_manager_key,
-        kinds={"polars", "parquet"},
+        kinds=spec.kinds("polars", "parquet"),
         tags=spec.tags(spec.download_role),
+        owners=spec.owners,
+        pool=spec.pool,
+        partitions_def=spec.partitions_def,
         description=f"The rows of {source.upstream_key.to_user_string()} joined with their "
-        f"answers and errors by '{id_column}' = custom_id; JSON-schema answers decoded into "
-        f"`{JSON_ANSWER_COLUMN}`.",
+        f"answers and errors by '{id_column}' = custom_id; answers to a JSON-schema "
+        f"response_format decoded into a typed column per property (and `{MATCHES_COLUMN}`).",
     )
     def results(
         context: dg.AssetExecutionContext,
@@ -66,7 +67,7 @@ def build_results_asset(spec: PipelineSpec, source: DataFrameSource) -> dg.Asset
             )
         returned = pl.concat([answers, errors])
         if source.template.response_format is not None:
-            returned = decode_json_answers(returned, schema=source.template.response_format)
+            returned = typed_answers(returned, source.template.response_format)
         joined = join_results(frame, id_column, returned)
         return dg.Output(joined, metadata=results_metadata(joined))
 

@@ -14,7 +14,7 @@ from batch_assets.core.sharding import shard_request_lines
 from batch_assets.pipeline.keys import ATTEMPT_KEY, RETRY_OF_KEY
 from batch_assets.pipeline.ledger import AttemptRecord
 from batch_assets.pipeline.spec import PipelineSpec
-from batch_assets.pipeline.submission import submit_shards
+from batch_assets.pipeline.submission import partition_salt, submit_shards
 
 
 def submit_follow_up(
@@ -32,7 +32,7 @@ def submit_follow_up(
         spec,
         shards,
         metadata={RETRY_OF_KEY: first.submission_key, ATTEMPT_KEY: str(resubmit.attempt)},
-        key_salt=f"attempt {resubmit.attempt}",
+        key_salt=partition_salt(first.partition) + f"attempt {resubmit.attempt}",
     )
     return AttemptRecord(
         number=resubmit.attempt,
@@ -41,6 +41,7 @@ def submit_follow_up(
         token_limit_waits=resubmit.token_limit_waits,
         reused_batches=len(made.reused_batches),
         reused_uploads=len(made.reused_uploads),
+        partition=first.partition,
     )
 
 
@@ -50,6 +51,7 @@ def follow_up_materialization(
     """A follow-up, recorded in the ledger as a materialization of `<name>_batch`."""
     return dg.AssetMaterialization(
         asset_key=spec.batch_key,
+        partition=follow_up.partition,
         description=f"Attempt {follow_up.number}: resubmitted requests that failed for a "
         "retryable reason.",
         metadata={**follow_up.to_metadata(), "backend": dg.MetadataValue.text(host)},

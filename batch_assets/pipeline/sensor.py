@@ -92,7 +92,11 @@ def read_new_attempts(
             if attempt is None or not attempt.batches:
                 continue
             found[attempt.run_key] = PendingAttempt(
-                pipeline.name, attempt.batch_ids, attempt.token_limit_waits, attempt.number
+                pipeline.name,
+                attempt.batch_ids,
+                attempt.token_limit_waits,
+                attempt.number,
+                partition=attempt.partition,
             )
     # After a lost cursor, attempts whose download run already exists are history, not work:
     # skipping them keeps the tick from looking up every batch ever submitted.
@@ -119,6 +123,7 @@ def progress_observation(
     """Progress as an observation of `<name>_batch`, which the asset page plots."""
     return dg.AssetObservation(
         asset_key=pipeline.submission_key,
+        partition=entry.partition,
         metadata={
             "total": dg.MetadataValue.int(progress.total),
             "completed": dg.MetadataValue.int(progress.completed),
@@ -168,6 +173,7 @@ def evaluate(
                 run_key=run_key,
                 asset_selection=list(pipeline.download_keys),
                 tags={PIPELINE_TAG: pipeline.name},
+                partition_key=entry.partition,
             )
         )
         del cursor.pending[run_key]

@@ -26,6 +26,7 @@ class PendingAttempt:
     token_limit_waits: int = 0
     number: int = 1
     progress: Progress | None = None
+    partition: str | None = None
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> PendingAttempt:
@@ -36,6 +37,7 @@ class PendingAttempt:
             batch_ids=list(value["batch_ids"]),
             token_limit_waits=int(value.get("token_limit_waits", 0)),
             number=int(value.get("number", 1)),
+            partition=value.get("partition"),
             progress=None
             if progress is None
             else Progress(

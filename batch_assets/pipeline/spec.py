@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from upath import UPath
@@ -27,7 +30,7 @@ from batch_assets.pipeline.keys import (
     STORAGE_DIR_VARIABLE,
     SUBMISSION_ROLE,
 )
-from batch_assets.pipeline.sources import BatchSource
+from batch_assets.pipeline.sources import BatchSource, DataFrameSource, JsonlFileSource
 from batch_assets.project import GENERATED_DIR
 
 DEFAULT_STORAGE_DIR = GENERATED_DIR
@@ -64,6 +67,35 @@ class PipelineSpec:
     storage_setting: str
     resource_key: str
     io_manager_key: str
+    automation_condition: dg.AutomationCondition[Any] | None = None
+    owners: tuple[str, ...] = ()
+    user_tags: Mapping[str, str] = field(default_factory=dict)
+    user_kinds: frozenset[str] = frozenset()
+    pool: str | None = None
+    partitions_def: dg.PartitionsDefinition[str] | None = None
+
+    def kinds(self, *own: str) -> set[str]:
+        """An asset's own kinds and those the pipeline was given."""
+        return {*own, *self.user_kinds}
+
+    @property
+    def request_code_version(self) -> str:
+        """A hash of what shapes the requests: the endpoint, the limits and the source's
+        template (model, prompts, parameters, schema), file path or function; a change marks
+        `<name>_requests` and what follows it stale in the UI."""
+        source = self.source
+        if isinstance(source, DataFrameSource):
+            shape: object = asdict(source.template)
+        elif isinstance(source, JsonlFileSource):
+            shape = {"path": str(source.path)}
+        else:
+            shape = {"function": f"{source.function.__module__}:{source.function.__qualname__}"}
+        text = json.dumps(
+            {"endpoint": self.endpoint, "limits": asdict(self.limits), "source": shape},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def records_io_manager_key(self) -> str:
@@ -102,7 +134,7 @@ class PipelineSpec:
 
     def tags(self, role: str | None = None) -> dict[str, str]:
         """Tags that let the sensor of the pipeline's resource find its assets."""
-        tags = {PIPELINE_TAG: self.name, RESOURCE_TAG: self.resource_key}
+        tags = {**self.user_tags, PIPELINE_TAG: self.name, RESOURCE_TAG: self.resource_key}
         if role is not None:
             tags[ROLE_TAG] = role
         return tags

@@ -29,6 +29,12 @@ def shard_key(pipeline: str, endpoint: str, shard: Shard, salt: str = "") -> str
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def partition_salt(partition: str | None) -> str:
+    """What sets a partition's shard keys apart: two partitions never share a batch, so each
+    has its own download run."""
+    return "" if partition is None else f"partition {partition}\n"
+
+
 def upload_filename(key: str) -> str:
     """The name a shard is uploaded under, so that an orphaned upload can be found again."""
     return f"{key}.jsonl"

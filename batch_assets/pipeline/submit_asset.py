@@ -12,7 +12,7 @@ from batch_assets.core.sharding import Shard
 from batch_assets.pipeline.ledger import AttemptRecord
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.spec import PipelineSpec
-from batch_assets.pipeline.submission import submit_shards
+from batch_assets.pipeline.submission import partition_salt, submit_shards
 
 
 def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
@@ -23,8 +23,12 @@ def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         ins={"shards": dg.AssetIn(spec.requests_key)},
         group_name=spec.group_name,
         io_manager_key=spec.records_io_manager_key,
-        kinds={"openai"},
+        kinds=spec.kinds("openai"),
         tags=spec.tags(spec.submission_role),
+        owners=spec.owners,
+        pool=spec.pool,
+        automation_condition=spec.automation_condition,
+        partitions_def=spec.partitions_def,
         required_resource_keys={spec.resource_key},
         description=f"Uploads each request shard and creates its batch on {spec.endpoint} "
         f"(completion window {spec.completion_window}); returns once submitted. "
@@ -36,7 +40,10 @@ def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
     ) -> dg.Output[Submission]:
         resource: OpenAIBatchResource = getattr(context.resources, spec.resource_key)
         client = resource.client
-        made = submit_shards(client, spec, shards, log=context.log.info)
+        partition = context.partition_key if context.has_partition_key else None
+        made = submit_shards(
+            client, spec, shards, key_salt=partition_salt(partition), log=context.log.info
+        )
         submission = Submission(
             pipeline=spec.name,
             endpoint=spec.endpoint,
@@ -48,6 +55,7 @@ def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             batches=made.batches,
             reused_batches=len(made.reused_batches),
             reused_uploads=len(made.reused_uploads),
+            partition=partition,
         )
         statuses = Counter(
             made.reused_batches[index].status if index in made.reused_batches else "validating"

@@ -45,14 +45,19 @@ class Harness:
     cursor: str | None = None
 
     def materialize(
-        self, keys: Sequence[str | dg.AssetKey], *, raise_on_error: bool = True
+        self,
+        keys: Sequence[str | dg.AssetKey],
+        *,
+        raise_on_error: bool = True,
+        partition: str | None = None,
     ) -> dg.ExecuteInProcessResult:
-        """Run the named assets (and their checks) in one run."""
+        """Run the named assets (and their checks) in one run, of `partition` if given."""
         job = self.defs.resolve_implicit_global_asset_job_def()
         return job.execute_in_process(
             instance=self.instance,
             asset_selection=[dg.AssetKey.from_coercible(key) for key in keys],
             raise_on_error=raise_on_error,
+            partition_key=partition,
         )
 
     def submit(self, name: str) -> dg.ExecuteInProcessResult:
@@ -83,6 +88,17 @@ class Harness:
             self.instance.report_runless_asset_event(event)
         return result
 
+    def tick_until_run_requested_all(self, timeout: float = 60.0) -> list[dg.RunRequest]:
+        """Tick until the sensor asks for runs; every run request of that tick."""
+        requests: list[dg.RunRequest] = []
+
+        def ticked() -> bool:
+            requests.extend(self.tick().run_requests or [])
+            return bool(requests)
+
+        wait_for(ticked, timeout=timeout, interval=0.1)
+        return requests
+
     def tick_until_run_requested(self, timeout: float = 60.0) -> dg.RunRequest:
         """Tick until the sensor asks for a run; that run request."""
         requests: list[dg.RunRequest] = []
@@ -104,6 +120,7 @@ class Harness:
             asset_selection=list(request.asset_selection),
             tags=tags,
             raise_on_error=False,
+            partition_key=request.partition_key,
         )
 
     def run_until_downloaded(self, output_key: str, attempts: int = 5) -> dg.ExecuteInProcessResult:

@@ -116,13 +116,35 @@ def test_materialize_all_then_sensor_finishes_the_job(api: LocalBatchAPI, tmp_pa
             evaluation.check_name: evaluation.passed
             for evaluation in second.get_asset_check_evaluations()
         }
-        assert checks == {"every_request_answered_once": True, "error_rate_below_threshold": True}
+        assert checks == {
+            "every_request_answered_once": True,
+            "error_rate_below_threshold": True,
+            "answers_match_schema": True,
+        }
         output_metadata = harness.latest_metadata("tiny_output")
-        assert output_metadata["input_tokens"] == output["input_tokens"].sum() > 0
-        assert output_metadata["output_tokens"] == output["output_tokens"].sum() > 0
+        assert output_metadata["openai.prompt_tokens"] == output["input_tokens"].sum() > 0
+        assert output_metadata["openai.completion_tokens"] == output["output_tokens"].sum() > 0
         assert output_metadata["usage_source"] == "batch usage"
         assert output_metadata["estimated_cost_usd"] > 0
         assert output_metadata["backend"] == api.root_url.removeprefix("http://")
+        assert output_metadata["openai.calls"] == ROWS
+        assert output_metadata["openai.total_tokens"] == (
+            output["input_tokens"].sum() + output["output_tokens"].sum()
+        )
+        assert output_metadata["dagster/row_count"] == ROWS
+        schema = output_metadata["dagster/column_schema"]
+        assert [(c.name, c.type) for c in schema.columns] == [
+            (name, str(dtype)) for name, dtype in output.schema.items()
+        ]
+        preview = output_metadata["preview"]
+        assert [column.name for column in preview.schema.columns] == [
+            "custom_id",
+            "answer",
+            "finish_reason",
+        ]
+        assert [record.data["custom_id"] for record in preview.records] == (
+            output["custom_id"].head(5).to_list()
+        )
 
 
 def test_sharding_splits_into_batches_and_joins_back(api: LocalBatchAPI, tmp_path: Path) -> None:
@@ -224,7 +246,11 @@ def test_each_template_endpoint_gives_typed_answers(
         joined = harness.download().output_for_node("typed_results")
         metadata = harness.latest_metadata("typed_results")
 
-    assert (metadata["row_count"], metadata["answered_rows"], metadata["error_rows"]) == (3, 3, 0)
+    assert (metadata["dagster/row_count"], metadata["answered_rows"], metadata["error_rows"]) == (
+        3,
+        3,
+        0,
+    )
 
     assert joined["review_id"].to_list() == [1, 2, 3]
     assert joined["status_code"].to_list() == [200, 200, 200]
@@ -232,11 +258,13 @@ def test_each_template_endpoint_gives_typed_answers(
         assert joined.schema["embedding"] == pl.List(pl.Float64)
         assert [len(vector) for vector in joined["embedding"].to_list()] == [16, 16, 16]
     elif response_format is not None:
-        labels = joined["answer_json"].struct.field("sentiment").to_list()
+        assert joined.schema["sentiment"] == pl.Enum(["positive", "negative"])
+        assert joined["answer_matches_schema"].to_list() == [True, True, True]
+        labels = joined["sentiment"].cast(pl.String).to_list()
         assert set(labels) <= {"positive", "negative"} and None not in labels
     else:
         assert joined["answer"].null_count() == 0
-        assert "answer_json" not in joined.columns
+        assert "sentiment" not in joined.columns and "answer_matches_schema" not in joined.columns
 
 
 def test_results_carry_errors_for_failed_rows(api: LocalBatchAPI, tmp_path: Path) -> None:
@@ -259,7 +287,11 @@ def test_results_carry_errors_for_failed_rows(api: LocalBatchAPI, tmp_path: Path
     assert failed["answer"].null_count() == failed.height
     assert failed["error_type"].to_list() == ["server_error"] * failed.height
     succeeded = joined.filter(pl.col("status_code") == 200)
-    assert succeeded["answer_json"].null_count() == 0
+    assert succeeded["answer_matches_schema"].all()
+    assert succeeded["sentiment"].null_count() == 0
+    assert joined.filter(pl.col("status_code") == 500)["answer_matches_schema"].null_count() == (
+        failed.height
+    )
 
 
 def _reviews_with(columns: dict[str, list]) -> dg.AssetsDefinition:
@@ -335,3 +367,39 @@ def test_template_params_beyond_a_double_fail_before_upload(
         assert "nothing uploaded" in message and "field 'body.seed'" in message
         assert api.admin("GET", "stats")["total"] == 0
         assert not list((tmp_path / STORAGE_FOLDER).rglob("*.jsonl"))
+
+
+def test_answers_cut_short_keep_their_text_and_fail_the_schema_check(
+    api: LocalBatchAPI, tmp_path: Path
+) -> None:
+    long_schema = {
+        "type": "object",
+        "properties": {
+            "summary": {"type": "string"},
+            "topics": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["summary", "topics"],
+        "additionalProperties": False,
+    }
+    source = DataFrameSource(
+        upstream="tiny_reviews",
+        template=_template(response_format=long_schema, params={"max_tokens": 3}),
+    )
+    with dg.instance_for_test() as instance:
+        harness = build_harness(
+            api, tmp_path, instance, name=NAME, source=source, extra_assets=[tiny_reviews]
+        )
+        harness.materialize(["tiny_reviews", "tiny_requests", "tiny_batch"])
+        result = harness.download()
+        joined = result.output_for_node("tiny_results")
+
+    assert (joined["finish_reason"] == "length").all()
+    assert not joined["answer_matches_schema"].any()
+    assert joined["summary"].null_count() == ROWS and joined["answer"].null_count() == 0
+    [check] = [
+        evaluation
+        for evaluation in result.get_asset_check_evaluations()
+        if evaluation.check_name == "answers_match_schema"
+    ]
+    assert not check.passed
+    assert check.metadata["mismatched"].value == ROWS

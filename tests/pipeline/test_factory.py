@@ -120,3 +120,76 @@ def test_an_unusable_storage_url_fails_when_the_definitions_load(
         build_batch_pipeline("x", JsonlFileSource("a"))
     with pytest.raises(ValueError, match=f"storage_dir={value}: .*{message}"):
         build_batch_pipeline("x", JsonlFileSource("a"), storage_dir=value)
+
+
+def _specs(defs: dg.Definitions) -> dict[str, dg.AssetSpec]:
+    graph = _with_resource(defs).resolve_asset_graph()
+    return {
+        key.to_user_string(): spec
+        for assets_def in graph.assets_defs
+        for key, spec in zip(assets_def.keys, assets_def.specs, strict=False)
+        if key.to_user_string().startswith("t_")
+    }
+
+
+def _frame_pipeline(template: RequestTemplate = TEMPLATE, **arguments: object) -> dg.Definitions:
+    pipeline = build_batch_pipeline(
+        "t", DataFrameSource(upstream="rows", template=template), **arguments
+    )
+    return dg.Definitions.merge(pipeline, dg.Definitions(assets=[dg.AssetSpec("rows")]))
+
+
+def test_automation_owners_tags_kinds_and_pool_reach_the_assets() -> None:
+    eager = dg.AutomationCondition.eager()
+    specs = _specs(
+        _frame_pipeline(
+            automation_condition=eager,
+            owners=["team:ml"],
+            tags={"domain": "reviews"},
+            kinds={"snowflake"},
+            pool="batch_api",
+        )
+    )
+    assert set(specs) == {"t_requests", "t_batch", "t_output", "t_errors", "t_results"}
+    automated = {key for key, spec in specs.items() if spec.automation_condition is not None}
+    assert automated == {"t_requests", "t_batch"}
+    for key, spec in specs.items():
+        assert list(spec.owners) == ["team:ml"], key
+        assert spec.tags["domain"] == "reviews" and spec.tags[PIPELINE_TAG] == "t", key
+        assert "snowflake" in spec.kinds, key
+    graph = _with_resource(_frame_pipeline(pool="batch_api")).resolve_asset_graph()
+    pools = {node.key.to_user_string(): node.pools for node in graph.asset_nodes}
+    assert pools["t_batch"] == pools["t_output"] == {"batch_api"}
+
+
+def test_the_default_pool_is_the_resource_key() -> None:
+    graph = _with_resource(_frame_pipeline()).resolve_asset_graph()
+    assert graph.get(dg.AssetKey("t_batch")).pools == {"openai_batch"}
+
+
+def test_the_request_code_version_follows_the_prompt_and_nothing_else() -> None:
+    def version(template: RequestTemplate, **arguments: object) -> str | None:
+        return _specs(_frame_pipeline(template, **arguments))["t_requests"].code_version
+
+    same = version(TEMPLATE)
+    assert same is not None and same == version(TEMPLATE, group_name="other", max_attempts=5)
+    changed = RequestTemplate(
+        endpoint="/v1/chat/completions", model="gpt-4o-mini", user_template="Label: {text}"
+    )
+    assert version(changed) != same
+    other_model = RequestTemplate(
+        endpoint="/v1/chat/completions", model="gpt-4o", user_template="{text}"
+    )
+    assert version(other_model) != same
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"tags": {"batch_assets/role": "x"}}, r"tags \['batch_assets/role'\] are the pipeline's"),
+        ({"kinds": {"a", "b"}}, "give at most 1"),
+    ],
+)
+def test_tags_and_kinds_the_assets_cannot_take_are_refused(arguments: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _frame_pipeline(**arguments)

@@ -364,8 +364,8 @@ def every_request_fails(run: FaultRun) -> dg.ExecuteInProcessResult:
     run.api.configure(fail_rate=1.0)
     run.submit()
     result = run.finish()
-    assert run.harness.latest_metadata(OUTPUT)["row_count"] == 0
-    assert run.harness.latest_metadata(f"{NAME}_errors")["row_count"] == len(IDS)
+    assert run.harness.latest_metadata(OUTPUT)["dagster/row_count"] == 0
+    assert run.harness.latest_metadata(f"{NAME}_errors")["dagster/row_count"] == len(IDS)
     return result
 
 

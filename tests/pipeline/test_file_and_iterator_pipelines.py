@@ -46,7 +46,11 @@ def test_iterator_streams_into_shards_by_limit(api: LocalBatchAPI, tmp_path: Pat
         )
         assert harness.submit("questions").success
         assert harness.latest_metadata("questions_requests")["shard_count"] == 3
-        assert harness.latest_metadata("questions_requests")["request_count"] == 1200
+        assert harness.latest_metadata("questions_requests")["dagster/row_count"] == 1200
+        preview = harness.latest_metadata("questions_requests")["preview"].records
+        assert [(row.data["custom_id"], row.data["prompt"]) for row in preview] == [
+            (f"q{i:04d}", f"question {i}") for i in range(5)
+        ]
         result = harness.download()
 
         output, _ = result_frames(result, "questions")

@@ -85,5 +85,5 @@ def test_each_pipeline_is_watched_and_downloaded_through_its_own_resource(
         assert harness.latest_metadata("alpha_output")["backend"] == api.base_url.split("/")[2]
         assert harness.latest_metadata("beta_output")["backend"] == other.base_url.split("/")[2]
         assert harness.latest_metadata("beta_output")["batch_ids"] == [beta_batch]
-        assert harness.latest_metadata("alpha_output")["row_count"] == len(IDS)
-        assert harness.latest_metadata("beta_output")["row_count"] == len(IDS)
+        assert harness.latest_metadata("alpha_output")["dagster/row_count"] == len(IDS)
+        assert harness.latest_metadata("beta_output")["dagster/row_count"] == len(IDS)

@@ -19,7 +19,7 @@ def product_reviews() -> dg.Output[pl.DataFrame]:
     return dg.Output(
         frame,
         metadata={
-            "row_count": dg.MetadataValue.int(frame.height),
+            "dagster/row_count": dg.MetadataValue.int(frame.height),
             "path": dg.MetadataValue.path(str(REVIEWS_CSV)),
         },
     )

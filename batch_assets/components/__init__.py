@@ -1,0 +1,1 @@
+"""Dagster components of batch-assets: pipelines declared in a `defs.yaml`."""
