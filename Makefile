@@ -9,7 +9,7 @@ API_PORT ?= 8765
 API_STATE ?= .local_api_state
 PORT ?= 3000
 
-.PHONY: install run test fuzz lint format local-api bench bench-local-api clean
+.PHONY: install run test test-ui fuzz lint format local-api bench bench-local-api clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP)
 	$(DG) check defs
 	$(DG) list defs
 	$(BIN)/pytest
+
+# The browser test (tests/ui, left out of `make test`): Playwright drives headless Chromium
+# (Debian's /usr/bin/chromium, else `.venv/bin/playwright install chromium`) through `make run`'s UI.
+test-ui: $(STAMP)
+	$(BIN)/pytest tests/ui
 
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -p no:logging tests/core -k properties

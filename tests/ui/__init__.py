@@ -1,0 +1,1 @@
+"""Browser tests: Playwright drives Chromium through the Dagster UI of `make run`."""
