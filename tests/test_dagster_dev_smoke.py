@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -16,7 +15,9 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient
 
 from batch_assets.project import PROJECT_ROOT
+from tests.dagster_dev import dev_environment
 from tests.local_api_server import LocalBatchAPI, wait_for
+from tests.services import free_port
 
 LATEST_MATERIALIZATION = """
 query Latest($key: AssetKeyInput!) {
@@ -27,27 +28,12 @@ query Latest($key: AssetKeyInput!) {
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def dagster_dev(tmp_path: Path) -> Iterator[tuple[DagsterGraphQLClient, LocalBatchAPI]]:
     """`dagster dev` with a temporary DAGSTER_HOME, pointed at a fresh local Batch API."""
     api = LocalBatchAPI(tmp_path / "api-state").start()
-    port = _free_port()
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "OPENAI_API_KEY": "sk-smoke-test",
-        "OPENAI_BASE_URL": api.base_url,
-        "BATCH_ASSETS_STORAGE_DIR": str(tmp_path / "generated"),
-        "BATCH_ASSETS_SENSOR_INTERVAL_SECONDS": "1",
-    }
+    port = free_port()
+    env = dev_environment(tmp_path, api)
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent))
     assert dagster is not None
     log = (tmp_path / "dagster-dev.log").open("w")

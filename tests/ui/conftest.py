@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -20,7 +19,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from batch_assets.project import PROJECT_ROOT
+from tests.dagster_dev import dev_environment
 from tests.local_api_server import LocalBatchAPI, wait_for
+from tests.services import free_port
 from tests.ui.dagster_ui import DagsterUI
 
 if TYPE_CHECKING:  # imported by the fixtures, so that `make test` does not load Playwright
@@ -51,12 +52,6 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def dagster_ui(tmp_path: Path) -> Iterator[DagsterUI]:
     """`make run`'s launcher (`python -m batch_assets.launcher`), everything it writes in tmp_path.
@@ -66,17 +61,8 @@ def dagster_ui(tmp_path: Path) -> Iterator[DagsterUI]:
     as `OPENAI_BASE_URL`, so the test can slow its batches through `/admin/settings`.
     """
     api = LocalBatchAPI(tmp_path / "api-state").start()
-    port = _free_port()
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "OPENAI_API_KEY": "sk-ui-test",
-        "OPENAI_BASE_URL": api.base_url,
-        "BATCH_ASSETS_STORAGE_DIR": str(tmp_path / "generated"),
-        "BATCH_ASSETS_SENSOR_INTERVAL_SECONDS": "1",
-    }
+    port = free_port()
+    env = dev_environment(tmp_path, api)
     log_path = tmp_path / "launcher.log"
     log = log_path.open("w")
     process = subprocess.Popen(
