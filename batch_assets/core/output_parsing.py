@@ -570,7 +570,7 @@ def _to_dtype(
     raise ValueError(f"the JSON schema {dict(node)!r} has no polars dtype; pass dtype=")
 
 
-def decode_json_texts(texts: pl.Series, dtype: pl.DataType) -> pl.Series:
+def _decode_rows(texts: pl.Series, dtype: pl.DataType) -> pl.Series:
     """Decode JSON texts; a text that does not fit `dtype` (or is not JSON) becomes null."""
     try:
         decoded = texts.str.json_decode(dtype)
@@ -582,7 +582,7 @@ def decode_json_texts(texts: pl.Series, dtype: pl.DataType) -> pl.Series:
         return pl.Series(texts.name, [None] * texts.len(), dtype=dtype)
     half = texts.len() // 2  # bisect to the bad rows: O(bad * log n) decodes
     return pl.concat(
-        [decode_json_texts(texts.head(half), dtype), decode_json_texts(texts.slice(half), dtype)]
+        [_decode_rows(texts.head(half), dtype), _decode_rows(texts.slice(half), dtype)]
     )
 
 
@@ -606,4 +606,4 @@ def decode_json_answers(
     texts = frame.select(
         pl.when(pl.col(column).str.strip_chars().str.len_bytes() > 0).then(pl.col(column))
     ).to_series()
-    return frame.with_columns(decode_json_texts(texts, dtype).alias(into))
+    return frame.with_columns(_decode_rows(texts, dtype).alias(into))

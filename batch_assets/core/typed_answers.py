@@ -16,7 +16,8 @@ import polars as pl
 
 from batch_assets.core.output_parsing import (
     ANSWERED_STATUS,
-    decode_json_texts,
+    JSON_ANSWER_COLUMN,
+    decode_json_answers,
     json_schema_to_dtype,
 )
 
@@ -48,10 +49,7 @@ def typed_answers(frame: pl.DataFrame, schema: Mapping[str, Any]) -> pl.DataFram
     where the request was not answered."""
     columns = typed_columns(schema)
     loose = json_schema_to_dtype(schema)
-    texts = frame.select(
-        pl.when(pl.col("answer").str.strip_chars().str.len_bytes() > 0).then(pl.col("answer"))
-    ).to_series()
-    decoded = decode_json_texts(texts, loose)
+    decoded = decode_json_answers(frame, dtype=loose)[JSON_ANSWER_COLUMN]
     typed = decoded.cast(json_schema_to_dtype(schema, enums=True), strict=False)
     properties = schema["properties"]
     required = [

@@ -67,20 +67,8 @@ class CollectedResults:
     batches: tuple[Batch, ...]
     output_files: tuple[str, ...]
     error_files: tuple[str, ...]
-    merged: pl.DataFrame
-
-    @property
-    def output(self) -> pl.DataFrame:
-        """The answered requests (HTTP 200)."""
-        return self.merged.filter(self._answered())
-
-    @property
-    def errors(self) -> pl.DataFrame:
-        """Every request that did not succeed."""
-        return self.merged.filter(~self._answered())
-
-    def _answered(self) -> pl.Series:
-        return (self.merged["status_code"] == ANSWERED_STATUS).fill_null(False)
+    output: pl.DataFrame  # the answered requests (HTTP 200)
+    errors: pl.DataFrame  # every request that did not succeed
 
 
 # Gather
@@ -163,11 +151,14 @@ def gather_results(
                 list(RESULT_SCHEMA)
             )
         per_attempt.append(returned)
+    merged = merge_attempts(per_attempt)
+    answered = (merged["status_code"] == ANSWERED_STATUS).fill_null(False)
     return CollectedResults(
         batches=tuple(batch for state in states for batch in state.batches),
         output_files=tuple(output_files),
         error_files=tuple(error_files),
-        merged=merge_attempts(per_attempt),
+        output=merged.filter(answered),
+        errors=merged.filter(~answered),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,12 @@ class Harness:
 
     defs: dg.Definitions
     instance: dg.DagsterInstance
-    cursor: str | None = None
+    cursors: dict[str, str | None] = field(default_factory=dict)  # by sensor name
+
+    @property
+    def cursor(self) -> str | None:
+        """The cursor of batch_completion_sensor."""
+        return self.cursors.get(batch_completion_sensor.name)
 
     def materialize(
         self,
@@ -73,17 +78,17 @@ class Harness:
         self.submit(name)
         return self.download()
 
-    def tick(self) -> dg.SensorResult:
-        """One tick of batch_completion_sensor, carrying the cursor on."""
+    def tick(self, sensor: dg.SensorDefinition = batch_completion_sensor) -> dg.SensorResult:
+        """One tick of `sensor` (batch_completion_sensor by default), carrying its cursor on."""
         with dg.build_sensor_context(
             instance=self.instance,
-            cursor=self.cursor,
+            cursor=self.cursors.get(sensor.name),
             definitions=self.defs,
             resources=dict(self.defs.resources or {}),
         ) as context:
-            result = batch_completion_sensor(context)
+            result = sensor(context)
         assert isinstance(result, dg.SensorResult)
-        self.cursor = result.cursor
+        self.cursors[sensor.name] = result.cursor
         for event in result.asset_events or []:
             self.instance.report_runless_asset_event(event)
         return result
@@ -100,15 +105,8 @@ class Harness:
         return requests
 
     def tick_until_run_requested(self, timeout: float = 60.0) -> dg.RunRequest:
-        """Tick until the sensor asks for a run; that run request."""
-        requests: list[dg.RunRequest] = []
-
-        def ticked() -> bool:
-            requests.extend(self.tick().run_requests or [])
-            return bool(requests)
-
-        wait_for(ticked, timeout=timeout, interval=0.1)
-        return requests[0]
+        """Tick until the sensor asks for a run; the first run request of that tick."""
+        return self.tick_until_run_requested_all(timeout)[0]
 
     def run_requested(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
         """Execute what a run request asks for, tagged with its run key as the daemon does."""

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import partial
 
 import dagster as dg
-import pytest
 
 from batch_assets.core.records import Submission
 from batch_assets.pipeline.keys import LEDGER_BATCHES, submission_run_key
@@ -18,12 +16,6 @@ BATCH_KEY = dg.AssetKey("docs_batch")
 
 def submission(*batch_ids: str) -> Submission:
     return Submission("docs", "/v1/chat/completions", "127.0.0.1", submitted(*batch_ids))
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 def test_an_attempt_reads_back_as_it_was_written(instance: dg.DagsterInstance) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import dagster as dg
-import pytest
 
 from batch_assets.pipeline.keys import RUN_KEY_TAG, submission_run_key
 from batch_assets.pipeline.ledger import AttemptRecord
@@ -15,12 +13,6 @@ from batch_assets.pipeline.sensor_cursor import PendingAttempt, Progress, Sensor
 from tests.pipeline.harness import record_attempt, submitted
 
 PIPELINE = WatchedPipeline("docs", dg.AssetKey("docs_batch"), (dg.AssetKey("docs_output"),))
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as instance:
-        yield instance
 
 
 @dg.op

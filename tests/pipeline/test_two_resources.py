@@ -16,19 +16,6 @@ IDS = ["r1", "r2", "r3"]
 LIST_BATCHES = "GET /v1/batches"
 
 
-def tick(harness: Harness, sensor: dg.SensorDefinition, cursor: str | None) -> dg.SensorResult:
-    """One tick of `sensor`; the caller carries its cursor."""
-    with dg.build_sensor_context(
-        instance=harness.instance,
-        cursor=cursor,
-        definitions=harness.defs,
-        resources=dict(harness.defs.resources or {}),
-    ) as context:
-        result = sensor(context)
-    assert isinstance(result, dg.SensorResult)
-    return result
-
-
 def test_each_pipeline_is_watched_and_downloaded_through_its_own_resource(
     api: LocalBatchAPI, start_local_api, tmp_path: Path
 ) -> None:
@@ -65,9 +52,9 @@ def test_each_pipeline_is_watched_and_downloaded_through_its_own_resource(
             wait_for(lambda b=batches, i=batch_id: b.retrieve(i).status == "completed")
 
         before = calls(api, LIST_BATCHES), calls(other, LIST_BATCHES)
-        on_other = tick(harness, completion_sensor("other_batch"), None)
+        on_other = harness.tick(completion_sensor("other_batch"))
         assert (calls(api, LIST_BATCHES), calls(other, LIST_BATCHES)) == (before[0], before[1] + 1)
-        on_default = tick(harness, completion_sensor("openai_batch"), None)
+        on_default = harness.tick(completion_sensor("openai_batch"))
         assert calls(api, LIST_BATCHES) == before[0] + 1
 
         [beta_run] = on_other.run_requests or []
