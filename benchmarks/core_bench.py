@@ -12,6 +12,14 @@
 - `validate_file`: an n-line request JSONL checked with every rule (`validate_jsonl_file`).
   Baseline: a `json.loads` loop with the same checks (except the duplicate-key rule, which would
   only slow it down); both must find the same requests, bytes and models.
+- `request_cache`: n distinct chat requests (the `build_dataframe` rows, each review text tagged
+  with its id so that no two bodies are equal), sharded, and planned twice as a pipeline's two
+  runs do: `miss_s` is the first run (`plan_requests` on an empty cache: every line keyed, the
+  keys kept per shard, every request priced and written to new shards), then an answer for
+  every request is stored (one Parquet segment); ours is the re-run (all n hits, no shard
+  written). Baseline: rendering and sharding the same n requests (`build_dataframe`'s ours).
+  `keys_s` is keying every line anew (what a changed shard costs); `equal` says the re-run
+  answered all n from the cache and the baseline wrote n requests.
 
 Each stage runs in a fresh process: data generated into a temporary folder (deleted after), then
 on the same data the baseline `--reps` times and ours `--reps` times (the best time kept).
@@ -40,8 +48,13 @@ from typing import Any
 
 import msgspec
 import polars as pl
+from upath import UPath
 
+from batch_assets.core.costs import DEFAULT_PRICES
+from batch_assets.core.limits import DEFAULT_LIMITS
 from batch_assets.core.output_parsing import RESULT_SCHEMA, parse_batch_file
+from batch_assets.core.request_cache import RequestCache
+from batch_assets.core.request_plan import plan_requests, shard_url_keys
 from batch_assets.core.request_template import RequestTemplate, render_requests
 from batch_assets.core.request_validation import validate_jsonl_file
 from batch_assets.core.sharding import shard_file_name, shard_request_frame, shard_requests
@@ -60,6 +73,8 @@ TARGETS: dict[str, tuple[str, Callable[[dict[str, Any]], bool]]] = {
         lambda r: r["ratio"] >= 3 and r["peak_rss_mb"] < 2 * r["file_mb"],
     ),
     "validate_file": ("ratio >= 3", lambda r: r["ratio"] >= 3),
+    # "about as long as rendering them": within three times the time to render and shard them
+    "request_cache": ("ours_s <= 3 * baseline_s", lambda r: r["ours_s"] <= 3 * r["baseline_s"]),
 }
 MAX_GROWTH = 13.0  # time at n over time at n/10: about 10 when linear, with room for noise
 VOCABULARY = (
@@ -465,11 +480,82 @@ def validate_file_stage(n: int, folder: Path) -> Stage:
     )
 
 
+def answered_frame(keys: pl.DataFrame) -> pl.DataFrame:
+    """A short answer (status 200, RESULT_SCHEMA columns) for every custom_id of `keys`."""
+    number = pl.int_range(keys.height, dtype=pl.Int64)
+    given = {
+        "custom_id": pl.col("custom_id"),
+        "status_code": pl.lit(200, dtype=pl.Int32),
+        "model": pl.lit("gpt-4o-mini"),
+        "answer": pl.lit('{"sentiment": "positive"}'),
+        "input_tokens": number % 300 + 20,
+        "output_tokens": number % 40 + 5,
+    }
+    return keys.select(
+        given.get(name, pl.lit(None, dtype=dtype)).cast(dtype).alias(name)
+        for name, dtype in RESULT_SCHEMA.items()
+    )
+
+
+def request_cache_stage(n: int, folder: Path) -> Stage:
+    """Look n sharded requests up in a cache that answers every one of them."""
+    template = REVIEW_TEMPLATE
+    # review_frame repeats its texts: tag each with its id, so that the n requests (and the
+    # cache's entries) are n distinct ones, not the frame's 61,440 distinct bodies
+    df = review_frame(n).with_columns(
+        pl.concat_str(pl.col("review_text"), pl.lit(" #"), pl.col("review_id"))
+    )
+
+    def render(out: Path) -> Any:
+        frame = render_requests(df, template)
+        return shard_request_frame(frame, out, endpoint=template.endpoint, model=template.model)
+
+    shards = render(folder / "input")
+    cache = RequestCache(UPath(folder / "cache"))
+
+    def plan(out: Path) -> Any:
+        return plan_requests(
+            shards,
+            UPath(out),
+            endpoint=template.endpoint,
+            limits=DEFAULT_LIMITS,
+            cache=cache,
+            prices=DEFAULT_PRICES,
+        )
+
+    # The first run of the pipeline: every request a miss (its keys worked out and kept by
+    # shard), then every answer stored, as the download step does.
+    miss_s, miss_peak, missed = measure(lambda: plan(folder / "miss"))
+    miss_submitted = missed.submitted if missed.cache_hits == 0 else -1
+    del missed
+    shutil.rmtree(folder / "miss", ignore_errors=True)
+    keys_s, _, keys = measure(
+        lambda: pl.concat([shard_url_keys(shard.url, shard.endpoint) for shard in shards])
+    )
+    entries = cache.store(answered_frame(keys), keys, "bench")
+    del keys
+    extra: dict[str, Any] = {
+        "cache_entries": entries,
+        "miss_s": round(miss_s, 3),
+        "miss_peak_rss_mb": round(miss_peak, 1),
+        "miss_submitted": miss_submitted,
+        "keys_s": round(keys_s, 3),  # keying every line anew (what a changed shard costs)
+    }
+
+    def same(ours: Any, baseline: Any, ours_out: Path, base_out: Path) -> bool:
+        extra["hits"] = ours.cache_hits
+        written = sum(shard.n_requests for shard in baseline)
+        return ours.cache_hits == n and ours.shards == () and written == n == miss_submitted
+
+    return Stage(plan, render, same, extra=extra)
+
+
 STAGES: dict[str, Callable[[int, Path], Stage]] = {
     "build_dataframe": build_dataframe_stage,
     "build_iterator": build_iterator_stage,
     "parse_output": parse_output_stage,
     "validate_file": validate_file_stage,
+    "request_cache": request_cache_stage,
 }
 
 

@@ -78,6 +78,8 @@ FOUNDATION = [
     "table_metadata",
     "submission",
     "retries",
+    "pricing",
+    "budget",
 ]
 
 

@@ -28,6 +28,7 @@ import json
 import re
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Self, Union, get_args, get_origin
@@ -42,11 +43,17 @@ from batch_assets.core.limits import BatchLimits, check_completion_window, check
 from batch_assets.core.request_template import TEMPLATE_ENDPOINTS, RequestTemplate
 from batch_assets.core.storage import storage_location
 from batch_assets.pipeline.arguments import (
+    CacheMode,
+    SupersededAction,
+    check_cache_max_age,
+    check_cache_mode,
     check_error_rate,
     check_kinds,
     check_max_attempts,
+    check_max_cost,
     check_metadata,
     check_name,
+    check_on_superseded,
     check_tags,
 )
 from batch_assets.pipeline.factory import build_batch_pipeline
@@ -198,6 +205,35 @@ def _function(context: dg.ResolutionContext, value: str | None) -> RequestFuncti
     return function  # type: ignore[no-any-return]
 
 
+_DURATION = re.compile(r"([+-]?\d+(?:\.\d+)?)\s*([dhms]?)")
+_SECONDS_PER_UNIT = {"d": 86_400, "h": 3_600, "m": 60, "s": 1, "": 1}
+_TIMEDELTA = pydantic.TypeAdapter(timedelta)
+
+
+def _parse_duration(value: object, setting: str) -> timedelta | None:
+    """Seconds, `"7d"`, `"12h"`, `"30m"`, `"90s"`, or what pydantic reads as a timedelta (ISO 8601
+    such as `"P1DT12H"`, `"1 day, 12:00:00"`); a ValueError naming `setting` otherwise."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    try:
+        if match:
+            return timedelta(seconds=float(match[1]) * _SECONDS_PER_UNIT[match[2]])
+        if not isinstance(value, bool):  # pydantic would read `true` as one second
+            return _TIMEDELTA.validate_python(value)
+    except (OverflowError, pydantic.ValidationError):
+        pass
+    raise ValueError(
+        f"{setting} {value!r} is not a duration: give seconds, a number with d, h, m or s "
+        '("7d", "12h", "30m", "90s") or ISO 8601 ("P1DT12H")'
+    )
+
+
+def _bare_off(context: dg.ResolutionContext, value: str | bool) -> str | bool:
+    """`cache: off` unquoted, which YAML reads as false, as "off"."""
+    return "off" if value is False else value
+
+
 class TemplateModel(_Located, dg.Model):
     """How a DataFrame row becomes a request (`RequestTemplate`)."""
 
@@ -326,6 +362,11 @@ class BatchPipelineScaffolder(dg.Scaffolder[pydantic.BaseModel]):
                   source:
                     jsonl_file: requests.jsonl
                   max_attempts: 3
+                  # cache: reuse            # or refresh, or off
+                  # cache_max_age: 7d       # or seconds, 12h, 30m, 90s, P1DT12H
+                  # cache_name: shared      # pipelines that name the same cache share it
+                  # max_cost_usd: 5.0       # refuse a submission forecast above it
+                  # on_superseded: cancel   # cancel the running batches a resubmission replaces
                   # schedule: "0 6 * * *"
                   # owners: ["team:data"]
                   # automation_condition: "{{{{ dg.AutomationCondition.eager() }}}}"
@@ -368,6 +409,18 @@ class BatchPipelineComponent(_Located, dg.Component, dg.Model):
     partitions_def: Annotated[
         dg.PartitionsDefinition[str] | None, dg.Resolver.default(model_field_type=str | None)
     ] = None
+    cache: Annotated[CacheMode, dg.Resolver(_bare_off, model_field_type=CacheMode | bool)] = "reuse"
+    cache_max_age: Annotated[
+        timedelta | None,
+        dg.Resolver.default(
+            model_field_type=int | float | str | None,
+            description='How old a cached answer may be: seconds, "7d", "12h", "30m", "90s" or '
+            'ISO 8601 ("P1DT12H"); unset for any age.',
+        ),
+    ] = None
+    cache_name: str | None = None
+    max_cost_usd: float | None = None
+    on_superseded: SupersededAction = "keep"
 
     # The factory's checks, as validators: not Field(ge=...) constraints, which Dagster copies
     # onto its `int | str` schema field, where a string value then fails with a TypeError that
@@ -441,6 +494,33 @@ class BatchPipelineComponent(_Located, dg.Component, dg.Model):
         check_kinds(value)
         return value
 
+    # `mode="before"`: pydantic's own Literal and timedelta errors would come first otherwise
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_mode(cls, value: str) -> CacheMode:
+        return check_cache_mode(value)
+
+    @field_validator("cache_max_age", mode="before")
+    @classmethod
+    def _cache_age(cls, value: object) -> timedelta | None:
+        return check_cache_max_age(_parse_duration(value, "cache_max_age"))
+
+    @field_validator("cache_name")
+    @classmethod
+    def _cache_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value, setting="cache_name")
+
+    @field_validator("max_cost_usd")
+    @classmethod
+    def _budget(cls, value: float | None) -> float | None:
+        return check_max_cost(value)
+
+    @field_validator("on_superseded", mode="before")
+    @classmethod
+    def _superseded(cls, value: str) -> SupersededAction:
+        return check_on_superseded(value)
+
     def build_pipeline(self) -> dg.Definitions:
         """Everything `build_batch_pipeline` returns, its completion sensor included."""
         return build_batch_pipeline(
@@ -464,6 +544,11 @@ class BatchPipelineComponent(_Located, dg.Component, dg.Model):
             kinds=self.kinds,
             pool=self.pool,
             partitions_def=self.partitions_def,
+            cache=self.cache,
+            cache_max_age=self.cache_max_age,
+            cache_name=self.cache_name,
+            max_cost_usd=self.max_cost_usd,
+            on_superseded=self.on_superseded,
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

@@ -15,6 +15,7 @@ from batch_assets.core.limits import BatchEndpoint, CompletionWindow
 from batch_assets.core.storage import Location, atomic_path, open_for_reading, storage_location
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
+CANCELLABLE_STATUSES = frozenset({"validating", "in_progress"})
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 DOWNLOAD_ATTEMPTS = 5
 PARTIAL_CONTENT = 206

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from batch_assets.core.request_plan import RequestPlan
+
 
 @dataclass(frozen=True)
 class SubmittedBatch:
@@ -28,6 +30,10 @@ class Submission:
     endpoint: str
     host: str
     batches: tuple[SubmittedBatch, ...]
+    plan: RequestPlan | None = None  # what the cache answered and folded; None before the cache
+    # The running batches of the submission this one replaced, cancelled (`on_superseded`):
+    # the download step stores what they finished in the cache.
+    superseded: tuple[SubmittedBatch, ...] = ()
 
     @property
     def batch_ids(self) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
+from datetime import timedelta
+from typing import Literal
 
 from batch_assets.pipeline.keys import MAX_BATCH_METADATA_KEYS, RESERVED_METADATA_KEYS, TAG_PREFIX
 
@@ -12,11 +14,11 @@ MAX_USER_KINDS = 1  # Dagster shows three kinds per asset; the pipeline's assets
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-def check_name(name: str) -> str:
-    """A pipeline name: snake_case, as it prefixes every asset, job and schedule."""
+def check_name(name: str, *, setting: str = "pipeline name") -> str:
+    """A pipeline (or cache) name: snake_case, as it prefixes every asset, job and schedule."""
     if not _NAME.match(name):
         raise ValueError(
-            f"pipeline name {name!r} must be snake_case: lowercase letters, digits and "
+            f"{setting} {name!r} must be snake_case: lowercase letters, digits and "
             "underscores, starting with a letter"
         )
     return name
@@ -65,3 +67,41 @@ def check_error_rate(max_error_rate: float) -> float:
     if not 0 <= max_error_rate <= 1:
         raise ValueError(f"max_error_rate must be between 0 and 1, got {max_error_rate}")
     return max_error_rate
+
+
+CacheMode = Literal["reuse", "refresh", "off"]
+CACHE_MODES: tuple[CacheMode, ...] = ("reuse", "refresh", "off")
+SupersededAction = Literal["cancel", "keep"]
+SUPERSEDED_ACTIONS: tuple[SupersededAction, ...] = ("cancel", "keep")
+
+
+def check_cache_mode(cache: str) -> CacheMode:
+    """`reuse` answers from the cache, `refresh` only stores answers, `off` neither."""
+    for mode in CACHE_MODES:
+        if cache == mode:
+            return mode
+    raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}; got {cache!r}")
+
+
+def check_cache_max_age(max_age: timedelta | None) -> timedelta | None:
+    """How old a cached answer may be: positive, or None for any age."""
+    if max_age is not None and max_age <= timedelta(0):
+        raise ValueError(f"cache_max_age must be positive, got {max_age}")
+    return max_age
+
+
+def check_on_superseded(action: str) -> SupersededAction:
+    """What happens to a running submission that a newer one replaces."""
+    for choice in SUPERSEDED_ACTIONS:
+        if action == choice:
+            return choice
+    raise ValueError(
+        f"on_superseded must be one of {', '.join(SUPERSEDED_ACTIONS)}; got {action!r}"
+    )
+
+
+def check_max_cost(max_cost_usd: float | None) -> float | None:
+    """The budget of one submission in US dollars: positive, or None for no limit."""
+    if max_cost_usd is not None and not max_cost_usd > 0:
+        raise ValueError(f"max_cost_usd must be a positive number of dollars, got {max_cost_usd}")
+    return max_cost_usd

@@ -3,12 +3,10 @@ the run's partition, in a partitioned pipeline)."""
 
 import dagster as dg
 
-from batch_assets.core.batch_client import TERMINAL_STATUSES
+from batch_assets.core.batch_client import CANCELLABLE_STATUSES, TERMINAL_STATUSES
 from batch_assets.pipeline.ledger import CancelRequest, Ledger
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.spec import PipelineSpec
-
-CANCELLABLE = frozenset({"validating", "in_progress"})
 
 
 def build_cancel_job(spec: PipelineSpec) -> dg.JobDefinition:
@@ -30,7 +28,7 @@ def build_cancel_job(spec: PipelineSpec) -> dg.JobDefinition:
             return
         cancelled, finished = [], []
         for batch_id, batch in client.find_batches(set(batch_ids)).items():
-            if batch.status in CANCELLABLE:
+            if batch.status in CANCELLABLE_STATUSES:
                 client.cancel(batch_id)
                 cancelled.append(batch_id)
             elif batch.status in TERMINAL_STATUSES:

@@ -7,6 +7,7 @@ import dagster as dg
 import polars as pl
 
 from batch_assets.core.records import Submission
+from batch_assets.core.request_plan import planned_ids
 from batch_assets.core.requested_ids import requested_ids
 from batch_assets.core.typed_answers import MATCHES_COLUMN
 from batch_assets.pipeline.spec import PipelineSpec
@@ -17,12 +18,13 @@ def answer_counts(
 ) -> dict[str, int]:
     """How many requests came back never, once, and more than once across output and errors."""
     returned = pl.concat([answers.select("custom_id"), errors.select("custom_id")]).collect()
-    counts = (
-        requested_ids(submission.batches)
-        .select("custom_id")
-        .join(returned.group_by("custom_id").len(), on="custom_id", how="left")
-        .with_columns(pl.col("len").fill_null(0))
-    )
+    requested = requested_ids(submission.batches).select("custom_id")
+    plan = submission.plan
+    if plan is not None and not plan.full_shards:  # the cache's answers and folded duplicates
+        requested = pl.concat([requested, planned_ids(plan)])
+    counts = requested.join(
+        returned.group_by("custom_id").len(), on="custom_id", how="left"
+    ).with_columns(pl.col("len").fill_null(0))
     extra = returned.join(counts.select("custom_id"), on="custom_id", how="anti").height
     return {
         "missing": counts.filter(pl.col("len") == 0).height,

@@ -18,7 +18,7 @@ from openai.types import Batch
 from upath import UPath
 
 from batch_assets.core import storage
-from batch_assets.core.batch_client import BatchClient
+from batch_assets.core.batch_client import TERMINAL_STATUSES, BatchClient
 from batch_assets.core.costs import estimate_cost_usd
 from batch_assets.core.output_parsing import (
     ANSWERED_STATUS,
@@ -27,6 +27,8 @@ from batch_assets.core.output_parsing import (
     parse_batch_file,
 )
 from batch_assets.core.records import Submission, SubmittedBatch
+from batch_assets.core.request_cache import CACHED
+from batch_assets.core.request_plan import apply_plan, read_plan, shard_url_keys
 from batch_assets.core.requested_ids import requested_ids
 from batch_assets.core.retry_decision import (
     AttemptState,
@@ -45,8 +47,10 @@ from batch_assets.pipeline.keys import (
     OPENAI_COMPLETION_TOKENS_KEY,
     OPENAI_PROMPT_TOKENS_KEY,
     OPENAI_TOTAL_TOKENS_KEY,
+    submission_run_key,
 )
 from batch_assets.pipeline.ledger import Ledger, SubmissionHistory
+from batch_assets.pipeline.pricing import actual_metadata, cache_metadata, usage_by_model
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.retries import (
     cancelled_on_request,
@@ -76,9 +80,8 @@ class CollectedResults:
 
 def gather_states(client: BatchClient, history: SubmissionHistory) -> list[AttemptState]:
     """Each attempt's batches as the Batch API reports them now."""
-    found = client.find_batches(
-        {batch_id for attempt in history.attempts for batch_id in attempt.batch_ids}
-    )
+    ids = {batch_id for attempt in history.attempts for batch_id in attempt.batch_ids}
+    found = client.find_batches(ids) if ids else {}
     return [
         AttemptState(
             attempt.number,
@@ -285,34 +288,85 @@ def usage_metadata(
     return metadata
 
 
+def store_answers(
+    spec: PipelineSpec, submission: Submission, history: SubmissionHistory, output: pl.DataFrame
+) -> int:
+    """Put the submission's fresh answers into the request cache (not with `cache="off"`)."""
+    plan = submission.plan
+    if plan is None or plan.full_shards or not history.attempts[0].batches:
+        return 0
+    planned, _ = read_plan(plan)
+    name = submission_run_key(history.attempts[0].batch_ids)
+    return spec.request_cache.store(output, planned, name)
+
+
+def harvest_superseded(
+    context: dg.AssetExecutionContext,
+    client: BatchClient,
+    spec: PipelineSpec,
+    submission: Submission,
+) -> None:
+    """Store in the cache what the batches this submission cancelled (it replaced theirs)
+    answered, once each, when they have ended."""
+    cache = spec.request_cache
+    pending = [
+        batch
+        for batch in submission.superseded
+        if not storage.exists(cache.segment(f"superseded-{batch.batch_id}"))
+    ]
+    found = client.find_batches({batch.batch_id for batch in pending}) if pending else {}
+    for submitted in pending:
+        batch = found.get(submitted.batch_id)
+        if batch is None or batch.status not in TERMINAL_STATUSES or not batch.output_file_id:
+            continue
+        destination = spec.downloads_dir / f"{batch.id}_output.jsonl"
+        _, lines = _downloaded_and_parsed(client, batch.output_file_id, destination, batch.id)
+        stored = cache.store(
+            lines, shard_url_keys(submitted.shard_url, spec.endpoint), f"superseded-{batch.id}"
+        )
+        context.log.info(
+            f"Stored {stored} answer(s) of superseded batch {batch.id} ({batch.status}) in the "
+            "request cache."
+        )
+
+
 def emit(
     context: dg.AssetExecutionContext,
     spec: PipelineSpec,
-    host: str,
-    attempts: int,
+    submission: Submission,
+    history: SubmissionHistory,
     results: CollectedResults,
 ) -> Iterator[dg.Output[pl.DataFrame]]:
-    """The output and errors frames, each stored once by the pipeline's IO manager."""
-    output, errors = results.output, results.errors
+    """The output and errors frames (the cache's answers and the folded duplicates fanned out),
+    each stored once by the pipeline's IO manager; the fresh answers go into the cache."""
+    stored = store_answers(spec, submission, history, results.output)
+    plan = submission.plan
+    output, errors = apply_plan(plan, results.output, results.errors)
     statuses = Counter(batch.status for batch in results.batches)
-    common = {
-        "backend": dg.MetadataValue.text(host),
+    common: dict[str, dg.MetadataValue] = {
+        "backend": dg.MetadataValue.text(submission.host),
         "batch_statuses": dg.MetadataValue.text(
             ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
         ),
         "batch_ids": dg.MetadataValue.json([batch.id for batch in results.batches]),
         "output_files": dg.MetadataValue.json(list(results.output_files)),
         "error_files": dg.MetadataValue.json(list(results.error_files)),
-        "attempts": dg.MetadataValue.int(attempts),
+        "attempts": dg.MetadataValue.int(history.latest.number),
     }
+    if plan is not None and not plan.full_shards:
+        common.update(cache_metadata(plan))
+        common["cache_stored"] = dg.MetadataValue.int(stored)
     total = output.height + errors.height
     codes = Counter(errors["error_code"].fill_null("").to_list())
+    submitted = [batch for attempt in history.attempts for batch in attempt.batches]
+    usage = usage_by_model(results.output, submitted, plan)
     frames: dict[dg.AssetKey, tuple[pl.DataFrame, dict[str, dg.MetadataValue]]] = {
         spec.output_key: (
             output,
             {
-                **usage_metadata(results.batches, output, spec),
-                **frame_preview(output, ["custom_id", "answer", "finish_reason"]),
+                **usage_metadata(results.batches, results.output, spec),
+                **actual_metadata(usage, plan, spec),
+                **frame_preview(output, ["custom_id", "answer", "finish_reason", CACHED]),
             },
         ),
         spec.errors_key: (
@@ -385,6 +439,8 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
             report_waiting(context, spec, history.latest.number, waiting)
             return
         spec.prepare_storage(context.log.info)
+        if spec.cache_mode != "off":
+            harvest_superseded(context, resource.client, spec, submission)
         results = gather_results(resource.client, spec, history, states)
         cancelled = cancelled_on_request(
             ledger.cancel_requested(history.first_storage_id), history.latest
@@ -399,6 +455,6 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
         if isinstance(decision, Resubmit):
             resubmit(context, spec, resource, history, decision)
             return
-        yield from emit(context, spec, resource.host, history.latest.number, results)
+        yield from emit(context, spec, submission, history, results)
 
     return download

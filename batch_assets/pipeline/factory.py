@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,20 @@ from batch_assets.core.limits import (
 )
 from batch_assets.core.results_join import check_typed_columns
 from batch_assets.pipeline.arguments import (
+    CacheMode,
+    SupersededAction,
+    check_cache_max_age,
+    check_cache_mode,
     check_error_rate,
     check_kinds,
     check_max_attempts,
+    check_max_cost,
     check_metadata,
     check_name,
+    check_on_superseded,
     check_tags,
 )
+from batch_assets.pipeline.budget import build_budget_check
 from batch_assets.pipeline.cancel_job import build_cancel_job
 from batch_assets.pipeline.checks import build_checks, build_schema_check
 from batch_assets.pipeline.download_assets import build_download_assets
@@ -70,6 +78,11 @@ def build_batch_pipeline(
     kinds: Collection[str] = (),
     pool: str | None = None,
     partitions_def: dg.PartitionsDefinition[str] | None = None,
+    cache: CacheMode = "reuse",
+    cache_max_age: timedelta | None = None,
+    cache_name: str | None = None,
+    max_cost_usd: float | None = None,
+    on_superseded: SupersededAction = "keep",
 ) -> dg.Definitions:
     """Assets, checks, jobs and an optional schedule that run `source` through the Batch API.
 
@@ -92,6 +105,16 @@ def build_batch_pipeline(
     With `partitions_def` every asset is partitioned and each partition is its own submission:
     its requests (the upstream DataFrame's partition, a JSONL path holding `{partition_key}`,
     or an iterator function given the key), batches, attempts, output, errors and results.
+
+    The request cache (`cache="reuse"`, the default) answers every request it has seen answered
+    (same endpoint and body) within `cache_max_age`, and submits each distinct request once;
+    `"refresh"` submits everything and stores the new answers, `"off"` neither reads nor
+    stores. It lives at `<storage>/request_cache/<cache_name or name>/`: pipelines that name
+    the same cache share it. `<name>_requests` shows the price at batch rates before anything
+    is submitted; `max_cost_usd` adds a blocking check that refuses a submission forecast above
+    it unless the run carries the tag `batch_assets/approve_cost_usd=<dollars>`. With
+    `on_superseded="cancel"`, a new submission cancels the batches of the one it replaces that
+    are still running (their finished answers still go into the cache).
     """
     check_name(name)
     if isinstance(source, DataFrameSource):
@@ -119,6 +142,9 @@ def build_batch_pipeline(
     user_kinds = check_kinds(kinds)
     check_max_attempts(max_attempts)
     check_error_rate(max_error_rate)
+    cache_mode = check_cache_mode(cache)
+    if cache_name is not None:
+        check_name(cache_name, setting="cache_name")
     storage, storage_setting = resolve_storage(storage_dir)
     spec = PipelineSpec(
         name=name,
@@ -142,6 +168,11 @@ def build_batch_pipeline(
         user_kinds=user_kinds,
         pool=resource_key if pool is None else pool,
         partitions_def=partitions_def,
+        cache_mode=cache_mode,
+        cache_max_age=check_cache_max_age(cache_max_age),
+        cache_name=cache_name,
+        max_cost_usd=check_max_cost(max_cost_usd),
+        on_superseded=check_on_superseded(on_superseded),
     )
     assets: list[dg.AssetsDefinition | dg.AssetSpec] = [
         build_requests_asset(spec),
@@ -149,15 +180,22 @@ def build_batch_pipeline(
         build_download_assets(spec),
     ]
     checks = build_checks(spec)
+    if spec.max_cost_usd is not None:
+        checks.append(build_budget_check(spec))
     if isinstance(source, DataFrameSource):
         assets.append(build_results_asset(spec, source))
         if source.template.response_format is not None:
             checks.append(build_schema_check(spec))
     if isinstance(source, JsonlFileSource):
         assets.append(source_file_spec(spec, source))
+    # The downloads run in the submit job too: with every request answered by the cache they
+    # materialize at once; otherwise they say what is still running and the sensor does the rest.
+    submitted = [spec.requests_key, spec.batch_key, spec.output_key, spec.errors_key]
+    if isinstance(source, DataFrameSource):
+        submitted.append(spec.results_key)
     submit_job = dg.define_asset_job(
         name=f"{name}_submit_job",
-        selection=dg.AssetSelection.assets(spec.requests_key, spec.batch_key),
+        selection=dg.AssetSelection.assets(*submitted),
         description=f"Build {name}'s requests and submit them; the sensor does the rest.",
         tags=spec.tags(),
     )

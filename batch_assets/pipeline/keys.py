@@ -56,6 +56,20 @@ OPENAI_COMPLETION_TOKENS_KEY = "openai.completion_tokens"
 OPENAI_TOTAL_TOKENS_KEY = "openai.total_tokens"
 COST_KEY = "estimated_cost_usd"
 
+# The request cache and the price before submitting (`<name>_requests`, `<name>_output`).
+CACHE_HITS_KEY = "cache_hits"
+CACHE_MISSES_KEY = "cache_misses"
+DUPLICATES_FOLDED_KEY = "duplicates_folded"
+CACHE_SAVED_KEY = "cache_saved_usd"
+COST_ESTIMATE_KEY = "cost_estimate_usd"
+COST_ESTIMATE_TABLE_KEY = "cost_estimate"
+ESTIMATE_VS_ACTUAL_KEY = "estimate_vs_actual"
+USAGE_BY_MODEL_KEY = "usage_by_model"
+BUDGET_KEY = "max_cost_usd"
+COST_APPROVED_KEY = "cost_approved_usd"
+# A run tag that approves one run above `max_cost_usd`, up to the dollars it names.
+APPROVE_COST_TAG = f"{TAG_PREFIX}approve_cost_usd"
+
 # Environment variables.
 STORAGE_DIR_VARIABLE = "BATCH_ASSETS_STORAGE_DIR"
 INTERVAL_VARIABLE = "BATCH_ASSETS_SENSOR_INTERVAL_SECONDS"

@@ -10,6 +10,7 @@ import dagster as dg
 import polars as pl
 
 from batch_assets.core import storage
+from batch_assets.core.request_plan import RequestPlan, estimate_only, plan_requests
 from batch_assets.core.request_template import TemplateError, render_requests
 from batch_assets.core.request_validation import RequestValidationError
 from batch_assets.core.results_join import clash_message, clashing_columns
@@ -20,21 +21,30 @@ from batch_assets.core.sharding import (
     shard_requests,
 )
 from batch_assets.pipeline.keys import ROW_COUNT_KEY
+from batch_assets.pipeline.pricing import cache_metadata, earlier_usage, estimate_metadata
 from batch_assets.pipeline.sources import DataFrameSource, IteratorSource, JsonlFileSource
 from batch_assets.pipeline.spec import PipelineSpec
 from batch_assets.pipeline.table_metadata import requests_preview
 
 
-def requests_metadata(shards: Sequence[Shard]) -> dict[str, Any]:
-    """What the UI shows for a materialization of `<name>_requests`."""
+def requests_metadata(plan: RequestPlan) -> dict[str, Any]:
+    """What the UI shows for a materialization of `<name>_requests`: the requests to submit
+    (after the cache), what the cache answered and folded, and the price."""
+    shards = plan.shards
     return {
-        ROW_COUNT_KEY: dg.MetadataValue.int(sum(shard.n_requests for shard in shards)),
+        ROW_COUNT_KEY: dg.MetadataValue.int(plan.requests),
+        "submitted_requests": dg.MetadataValue.int(plan.submitted),
         "bytes": dg.MetadataValue.int(sum(shard.n_bytes for shard in shards)),
         "shard_count": dg.MetadataValue.int(len(shards)),
         "models": dg.MetadataValue.text(", ".join(sorted({shard.model or "" for shard in shards}))),
         "input_tokens_estimate": dg.MetadataValue.int(
-            sum(shard.est_input_tokens for shard in shards)
+            sum(estimate.input_tokens for estimate in plan.estimates)
         ),
+        "output_tokens_estimate": dg.MetadataValue.int(
+            sum(estimate.output_tokens for estimate in plan.estimates)
+        ),
+        **estimate_metadata(plan),
+        **(cache_metadata(plan) if not plan.full_shards else {}),
         "shard_files": dg.MetadataValue.json([shard.url for shard in shards]),
         **requests_preview(shards),
     }
@@ -51,9 +61,47 @@ def _validation_failure(error: RequestValidationError) -> dg.Failure:
     )
 
 
+def _plan(
+    spec: PipelineSpec, context: dg.AssetExecutionContext, shards: list[Shard]
+) -> RequestPlan:
+    """What of the shards to submit, after the cache and folding, and its price."""
+    earlier = earlier_usage(context.instance, spec)
+    if spec.cache_mode == "off":
+        return estimate_only(shards, endpoint=spec.endpoint, earlier=earlier, prices=spec.prices)
+    cache = spec.request_cache
+    plan = plan_requests(
+        shards,
+        spec.run_dir(context.run.run_id) / "submit",
+        endpoint=spec.endpoint,
+        limits=spec.limits,
+        cache=cache,
+        reuse=spec.cache_mode == "reuse",
+        max_age=spec.cache_max_age,
+        earlier=earlier,
+        prices=spec.prices,
+    )
+    context.log.info(
+        f"{plan.cache_hits} of {plan.requests} request(s) answered from the cache at "
+        f"{storage.url_of(cache.root)} ({spec.cache_mode}), {plan.duplicates_folded} folded into "
+        f"an identical request; {plan.submitted} to submit in {len(plan.shards)} shard(s)."
+    )
+    return plan
+
+
+def _build_requests(
+    spec: PipelineSpec, context: dg.AssetExecutionContext, frame: pl.DataFrame | None
+) -> dg.Output[RequestPlan]:
+    shards = _build_shards(spec, context, frame)
+    try:
+        plan = _plan(spec, context, shards)
+    except RequestValidationError as error:
+        raise _validation_failure(error) from error
+    return dg.Output(plan, metadata=requests_metadata(plan))
+
+
 def _build_shards(
     spec: PipelineSpec, context: dg.AssetExecutionContext, frame: pl.DataFrame | None
-) -> dg.Output[list[Shard]]:
+) -> list[Shard]:
     source = spec.source
     partition = context.partition_key if context.has_partition_key else None
     out_dir = spec.run_dir(context.run.run_id) / "requests"
@@ -100,7 +148,7 @@ def _build_shards(
         f"{sum(s.n_requests for s in shards)} requests in {len(shards)} shard(s) at "
         f"{storage.url_of(out_dir)}"
     )
-    return dg.Output(shards, metadata=requests_metadata(shards))
+    return shards
 
 
 def source_file_spec(spec: PipelineSpec, source: JsonlFileSource) -> dg.AssetSpec:
@@ -128,7 +176,7 @@ def build_requests_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
 
     def decorator(
         ins: Mapping[str, dg.AssetIn] | None = None, deps: Sequence[dg.AssetKey] = ()
-    ) -> Callable[[Callable[..., dg.Output[list[Shard]]]], dg.AssetsDefinition]:
+    ) -> Callable[[Callable[..., dg.Output[RequestPlan]]], dg.AssetsDefinition]:
         return dg.asset(
             name=spec.requests_key.path[-1],
             ins=ins,
@@ -142,8 +190,9 @@ def build_requests_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             automation_condition=spec.automation_condition,
             code_version=spec.request_code_version,
             partitions_def=spec.partitions_def,
-            description=f"Batch requests for {spec.endpoint}, {origin}, validated and split "
-            "into shards within the Batch API's limits.",
+            description=f"Batch requests for {spec.endpoint}, {origin}, validated; those the "
+            "request cache cannot answer, each distinct request once, split into shards within "
+            "the Batch API's limits, with their price at batch rates.",
         )
 
     if isinstance(source, DataFrameSource):
@@ -151,13 +200,13 @@ def build_requests_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         @decorator(ins={"frame": dg.AssetIn(source.upstream_key)})
         def requests_from_frame(
             context: dg.AssetExecutionContext, frame: pl.DataFrame
-        ) -> dg.Output[list[Shard]]:
-            return _build_shards(spec, context, frame)
+        ) -> dg.Output[RequestPlan]:
+            return _build_requests(spec, context, frame)
 
         return requests_from_frame
 
     @decorator(deps=[spec.source_file_key] if isinstance(source, JsonlFileSource) else [])
-    def requests_asset(context: dg.AssetExecutionContext) -> dg.Output[list[Shard]]:
-        return _build_shards(spec, context, None)
+    def requests_asset(context: dg.AssetExecutionContext) -> dg.Output[RequestPlan]:
+        return _build_requests(spec, context, None)
 
     return requests_asset

@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from upath import UPath
 
 from batch_assets.core.costs import ModelPrice
 from batch_assets.core.limits import BatchEndpoint, BatchLimits, CompletionWindow
+from batch_assets.core.request_cache import RequestCache
 from batch_assets.core.storage import (
     StorageError,
     check_storage,
@@ -22,6 +24,7 @@ from batch_assets.core.storage import (
     remove_orphaned_temporaries,
     storage_location,
 )
+from batch_assets.pipeline.arguments import CacheMode, SupersededAction
 from batch_assets.pipeline.keys import (
     DOWNLOAD_ROLE,
     PIPELINE_TAG,
@@ -73,6 +76,11 @@ class PipelineSpec:
     user_kinds: frozenset[str] = frozenset()
     pool: str | None = None
     partitions_def: dg.PartitionsDefinition[str] | None = None
+    cache_mode: CacheMode = "reuse"
+    cache_max_age: timedelta | None = None
+    cache_name: str | None = None
+    max_cost_usd: float | None = None
+    on_superseded: SupersededAction = "keep"
 
     def kinds(self, *own: str) -> set[str]:
         """An asset's own kinds and those the pipeline was given."""
@@ -161,6 +169,12 @@ class PipelineSpec:
     def records_dir(self) -> UPath:
         """Where the pickled records (shards, submission, results) are kept between runs."""
         return self.storage_root / "records"
+
+    @property
+    def request_cache(self) -> RequestCache:
+        """The pipeline's request cache: `<storage>/request_cache/<cache_name or name>/`,
+        shared by the pipelines that name the same cache."""
+        return RequestCache(self.storage / "request_cache" / (self.cache_name or self.name))
 
     def run_dir(self, run_id: str) -> UPath:
         """Where one run of this pipeline writes its files."""

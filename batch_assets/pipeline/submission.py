@@ -59,6 +59,8 @@ def submit_shards(
     log: Callable[[str], None] = lambda message: None,
 ) -> SubmittedShards:
     """Upload and create a batch per shard, concurrently; nothing is made twice for one key."""
+    if not shards:
+        return SubmittedShards((), {}, {})
     keys = [shard_key(spec.name, spec.endpoint, shard, key_salt) for shard in shards]
     found = client.find_by_metadata(SHARD_KEY_METADATA_KEY, set(keys))
     submitted: dict[int, SubmittedBatch] = {}

@@ -4,15 +4,47 @@
 # evaluated here (no `from __future__ import annotations`).
 
 from collections import Counter
+from collections.abc import Sequence
 
 import dagster as dg
 
-from batch_assets.core.records import Submission
-from batch_assets.core.sharding import Shard
-from batch_assets.pipeline.ledger import AttemptRecord
+from batch_assets.core.batch_client import CANCELLABLE_STATUSES, BatchClient
+from batch_assets.core.records import Submission, SubmittedBatch
+from batch_assets.core.request_plan import RequestPlan
+from batch_assets.pipeline.budget import judge, refuse_over_budget
+from batch_assets.pipeline.ledger import AttemptRecord, CancelRequest, Ledger
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.spec import PipelineSpec
 from batch_assets.pipeline.submission import partition_salt, submit_shards
+
+
+def cancel_superseded(
+    context: dg.AssetExecutionContext,
+    client: BatchClient,
+    ledger: Ledger,
+    previous: AttemptRecord,
+    current: Sequence[SubmittedBatch],
+) -> tuple[SubmittedBatch, ...]:
+    """Cancel the running batches of the attempt this submission replaces (those it does not
+    reuse), and record the cancel in the ledger; the batches cancelled."""
+    kept = {batch.batch_id for batch in current}
+    older = [batch for batch in previous.batches if batch.batch_id not in kept]
+    found = client.find_batches({batch.batch_id for batch in older}) if older else {}
+    running = [
+        batch
+        for batch in older
+        if batch.batch_id in found and found[batch.batch_id].status in CANCELLABLE_STATUSES
+    ]
+    for batch in running:
+        client.cancel(batch.batch_id)
+    if running:
+        ids = tuple(sorted(batch.batch_id for batch in running))
+        ledger.record_cancel(CancelRequest(ids, context.run.run_id))
+        context.log.info(
+            f"Cancelled {len(running)} batch(es) of the submission this one replaces: "
+            f"{list(ids)}; their finished answers go into the request cache."
+        )
+    return tuple(running)
 
 
 def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
@@ -20,7 +52,7 @@ def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         name=spec.batch_key.path[-1],
-        ins={"shards": dg.AssetIn(spec.requests_key)},
+        ins={"plan": dg.AssetIn(spec.requests_key)},
         group_name=spec.group_name,
         io_manager_key=spec.records_io_manager_key,
         kinds=spec.kinds("openai"),
@@ -32,23 +64,38 @@ def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         required_resource_keys={spec.resource_key},
         description=f"Uploads each request shard and creates its batch on {spec.endpoint} "
         f"(completion window {spec.completion_window}); returns once submitted. "
-        "A shard already submitted (same content, endpoint and pipeline) is not submitted again. "
+        "A shard already submitted (same content, endpoint and pipeline) is not submitted again; "
+        "a forecast over max_cost_usd is refused unless the run approves it. "
         "Each materialization records one attempt in the pipeline's ledger.",
     )
-    def batch_asset(
-        context: dg.AssetExecutionContext, shards: list[Shard]
-    ) -> dg.Output[Submission]:
+    def batch_asset(context: dg.AssetExecutionContext, plan: RequestPlan) -> dg.Output[Submission]:
         resource: OpenAIBatchResource = getattr(context.resources, spec.resource_key)
         client = resource.client
         partition = context.partition_key if context.has_partition_key else None
-        made = submit_shards(
-            client, spec, shards, key_salt=partition_salt(partition), log=context.log.info
-        )
+        verdict = judge(plan, spec, context.run.tags)
+        refuse_over_budget(verdict)
+        ledger = Ledger(context.instance, spec.batch_key)
+        previous = ledger.latest_attempt(partition)
+        shards = plan.shards
+        salt = partition_salt(partition)
+        if spec.cache_mode == "refresh":  # new answers: no batch of an earlier run is reused
+            salt += f"refresh {context.run.run_id}\n"
+        made = submit_shards(client, spec, shards, key_salt=salt, log=context.log.info)
+        if not shards:
+            context.log.info(
+                f"Every request is answered by the cache: nothing uploaded, no batch created; "
+                f"{spec.output_key.to_user_string()} is materialized from the cache."
+            )
+        superseded: tuple[SubmittedBatch, ...] = ()
+        if spec.on_superseded == "cancel" and previous is not None:
+            superseded = cancel_superseded(context, client, ledger, previous, made.batches)
         submission = Submission(
             pipeline=spec.name,
             endpoint=spec.endpoint,
             host=resource.host,
             batches=made.batches,
+            plan=plan,
+            superseded=superseded,
         )
         attempt = AttemptRecord(
             number=1,
@@ -74,6 +121,7 @@ def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
                 ),
                 "backend": dg.MetadataValue.text(resource.host),
                 "endpoint": dg.MetadataValue.text(spec.endpoint),
+                **(verdict.metadata() if verdict.over_limit else {}),
             },
         )
 

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from batch_assets import BatchPipelineComponent
+from batch_assets.components import batch_pipeline
 from batch_assets.components.batch_pipeline import with_completion_sensors
 from batch_assets.core.limits import BatchLimits
+from batch_assets.core.request_cache import CACHE_KEY, CACHED_AT, ENTRY_SCHEMA, request_key
 from batch_assets.core.request_template import RequestTemplate
 from batch_assets.definitions import defs as project_defs
 from batch_assets.pipeline.factory import build_batch_pipeline
-from batch_assets.pipeline.keys import PIPELINE_TAG, RESOURCE_TAG
+from batch_assets.pipeline.keys import CACHE_HITS_KEY, PIPELINE_TAG, RESOURCE_TAG
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.sensor import completion_sensor
 from batch_assets.pipeline.sources import DataFrameSource, IteratorSource, JsonlFileSource
@@ -309,3 +313,158 @@ def test_a_partitioned_pipeline_with_a_file_per_partition(load: Loader) -> None:
     specs = specs_by_key(defs)
     for key in ("daily_files_requests", "daily_files_batch", "daily_files_output"):
         assert specs[key].partitions_def == dg.StaticPartitionsDefinition(["a", "b"]), key
+
+
+CHAT_LINE: dict[str, Any] = {
+    "custom_id": "1",
+    "method": "POST",
+    "url": "/v1/chat/completions",
+    "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi."}]},
+}
+
+
+def checks_by_name(defs: dg.Definitions) -> dict[str, dg.AssetCheckSpec]:
+    """Every asset check the definitions hold, by name (a YAML component's copies of the checks
+    are plain AssetsDefinitions)."""
+    return {
+        spec.name: spec
+        for checks in defs.asset_checks or ()
+        if isinstance(checks, dg.AssetsDefinition)
+        for spec in checks.check_specs
+    }
+
+
+def test_max_cost_usd_adds_a_blocking_budget_check(load: Loader) -> None:
+    component, defs = load("name: priced\nsource:\n  jsonl_file: r.jsonl\nmax_cost_usd: 2.5\n")
+    assert isinstance(component, BatchPipelineComponent)
+    assert component.max_cost_usd == 2.5
+    check = checks_by_name(defs)["cost_within_budget"]
+    assert check.asset_key == dg.AssetKey("priced_requests")
+    assert check.blocking
+    assert check.description is not None and "$2.5 " in check.description
+
+    _, unpriced = load("name: unpriced\nsource:\n  jsonl_file: r.jsonl\n", name="unpriced")
+    assert "cost_within_budget" not in checks_by_name(unpriced)
+
+
+CACHE_ATTRIBUTES = ("cache", "cache_max_age", "cache_name", "max_cost_usd", "on_superseded")
+
+
+def test_the_cache_attributes_reach_the_factory(
+    load: Loader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received: dict[str, Any] = {}
+
+    def spy(*args: Any, **kwargs: Any) -> dg.Definitions:
+        received.update(kwargs)
+        return build_batch_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(batch_pipeline, "build_batch_pipeline", spy)
+    load(
+        """
+        name: cached
+        source:
+          jsonl_file: r.jsonl
+        cache: off
+        cache_max_age: 7d
+        cache_name: shared
+        max_cost_usd: 2.5
+        on_superseded: cancel
+        """
+    )
+    assert {key: received[key] for key in CACHE_ATTRIBUTES} == {
+        "cache": "off",  # a bare `off`, which YAML reads as false
+        "cache_max_age": timedelta(days=7),
+        "cache_name": "shared",
+        "max_cost_usd": 2.5,
+        "on_superseded": "cancel",
+    }
+
+
+def test_the_factory_defaults_when_the_cache_attributes_are_left_out(load: Loader) -> None:
+    component, _ = load("name: plain\nsource:\n  jsonl_file: r.jsonl\n")
+    assert isinstance(component, BatchPipelineComponent)
+    assert {key: getattr(component, key) for key in CACHE_ATTRIBUTES} == {
+        "cache": "reuse",
+        "cache_max_age": None,
+        "cache_name": None,
+        "max_cost_usd": None,
+        "on_superseded": "keep",
+    }
+
+
+@pytest.mark.parametrize(
+    ("written", "age"),
+    [
+        ('"7d"', timedelta(days=7)),
+        ("12h", timedelta(hours=12)),
+        ("30m", timedelta(minutes=30)),
+        ("90s", timedelta(seconds=90)),
+        ("1.5h", timedelta(minutes=90)),
+        ("3600", timedelta(hours=1)),
+        ("0.5", timedelta(milliseconds=500)),
+        ("P1DT12H", timedelta(days=1, hours=12)),
+        ('"1 day, 12:00:00"', timedelta(days=1, hours=12)),
+        ("\"{{ env('BATCH_ASSETS_TEST_MAX_AGE', '2d') }}\"", timedelta(days=2)),
+    ],
+)
+def test_cache_max_age_forms(load: Loader, written: str, age: timedelta) -> None:
+    component, _ = load(f"name: aged\nsource:\n  jsonl_file: r.jsonl\ncache_max_age: {written}\n")
+    assert isinstance(component, BatchPipelineComponent)
+    assert component.cache_max_age == age
+
+
+def materialize_requests(defs: dg.Definitions, name: str) -> dict[str, Any]:
+    """Materialize `<name>_requests` alone (no Batch API is called) and return its metadata."""
+    runnable = dg.Definitions.merge(
+        defs, dg.Definitions(resources={"openai_batch": OpenAIBatchResource()})
+    )
+    job = runnable.resolve_implicit_global_asset_job_def()
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey(f"{name}_requests")]
+        )
+    [materialization] = result.asset_materializations_for_node(f"{name}_requests")
+    return {key: getattr(value, "value", value) for key, value in materialization.metadata.items()}
+
+
+def test_the_named_cache_and_its_max_age_decide_what_the_requests_asset_reuses(
+    load: Loader, tmp_path: Path
+) -> None:
+    storage = tmp_path / "generated"
+    shared = storage / "request_cache" / "shared"
+    shared.mkdir(parents=True)
+    (shared / "segments").mkdir()
+    pl.DataFrame(
+        [
+            {
+                CACHE_KEY: request_key(CHAT_LINE["url"], CHAT_LINE["body"]),
+                "status_code": 200,
+                "model": "gpt-4o-mini",
+                "answer": "Hello.",
+                CACHED_AT: datetime.now(UTC) - timedelta(days=8),
+            }
+        ],
+        schema=ENTRY_SCHEMA,
+    ).write_parquet(shared / "segments" / "earlier.parquet")
+    files = {"requests.jsonl": json.dumps(CHAT_LINE) + "\n"}
+
+    def requests_metadata(name: str, attributes: str) -> dict[str, Any]:
+        _, defs = load(
+            f"name: {name}\nsource:\n  jsonl_file: requests.jsonl\n"
+            f"storage_dir: {json.dumps(str(storage))}\n{attributes}",
+            files,
+            name=name,
+        )
+        return materialize_requests(defs, name)
+
+    # the answer is 8 days old: too old for a week, and anything goes without a limit
+    week = requests_metadata("weekly", "cache_name: shared\ncache_max_age: 7d\n")
+    assert (week[CACHE_HITS_KEY], week["submitted_requests"]) == (0, 1)
+    any_age = requests_metadata("any_age", "cache_name: shared\n")
+    assert (any_age[CACHE_HITS_KEY], any_age["submitted_requests"]) == (1, 0)
+    # `cache: "off"` neither reads the cache nor writes one of its own
+    off = requests_metadata("uncached", 'cache_name: shared\ncache: "off"\n')
+    assert CACHE_HITS_KEY not in off
+    assert off["submitted_requests"] == 1
+    assert sorted(path.name for path in (storage / "request_cache").iterdir()) == ["shared"]

@@ -141,6 +141,54 @@ CASES = {
         "attributes.tags",
         "the pipeline's own",
     ),
+    "cache_mode": (
+        f"name: bad\n{JSONL}cache: sometimes\n",
+        6,
+        "attributes.cache",
+        "cache must be one of reuse, refresh, off; got 'sometimes'",
+    ),
+    "cache_name": (
+        f'name: bad\n{JSONL}cache_name: "Bad Name"\n',
+        6,
+        "attributes.cache_name",
+        "cache_name 'Bad Name' must be snake_case",
+    ),
+    "negative_cache_max_age": (
+        f'name: bad\n{JSONL}cache_max_age: "-3h"\n',
+        6,
+        "attributes.cache_max_age",
+        "cache_max_age must be positive",
+    ),
+    "zero_cache_max_age": (
+        f"name: bad\n{JSONL}cache_max_age: 0\n",
+        6,
+        "attributes.cache_max_age",
+        "cache_max_age must be positive",
+    ),
+    "unreadable_cache_max_age": (
+        f"name: bad\n{JSONL}cache_max_age: a week\n",
+        6,
+        "attributes.cache_max_age",
+        "cache_max_age 'a week' is not a duration",
+    ),
+    "huge_cache_max_age": (
+        f"name: bad\n{JSONL}cache_max_age: 99999999999d\n",
+        6,
+        "attributes.cache_max_age",
+        "is not a duration",
+    ),
+    "negative_max_cost": (
+        f"name: bad\n{JSONL}max_cost_usd: -1\n",
+        6,
+        "attributes.max_cost_usd",
+        "max_cost_usd must be a positive number of dollars, got -1",
+    ),
+    "on_superseded": (
+        f"name: bad\n{JSONL}on_superseded: later\n",
+        6,
+        "attributes.on_superseded",
+        "on_superseded must be one of cancel, keep; got 'later'",
+    ),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -55,6 +56,7 @@ class Harness:
         *,
         raise_on_error: bool = True,
         partition: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> dg.ExecuteInProcessResult:
         """Run the named assets (and their checks) in one run, of `partition` if given."""
         job = self.defs.resolve_implicit_global_asset_job_def()
@@ -63,6 +65,7 @@ class Harness:
             asset_selection=[dg.AssetKey.from_coercible(key) for key in keys],
             raise_on_error=raise_on_error,
             partition_key=partition,
+            tags=tags,
         )
 
     def submit(self, name: str) -> dg.ExecuteInProcessResult:
@@ -174,6 +177,17 @@ class Harness:
         )
 
 
+def uploaded_custom_ids(server: LocalBatchAPI) -> list[list[str]]:
+    """The custom_ids of every batch input file uploaded to the server, a list per file,
+    oldest first: what was (or would be) paid for."""
+    client = OpenAI(base_url=server.base_url, api_key=TEST_API_KEY)
+    files = sorted(client.files.list(purpose="batch"), key=lambda file: (file.created_at, file.id))
+    return [
+        [json.loads(line)["custom_id"] for line in client.files.content(file.id).text.splitlines()]
+        for file in files
+    ]
+
+
 def calls(server: LocalBatchAPI, route: str) -> int:
     """How many calls the local Batch API has answered on `route` ("POST /v1/batches")."""
     return int(server.admin("GET", "stats")["calls"].get(route, 0))
@@ -249,6 +263,7 @@ def build_harness(
     max_retries: int = 3,
     extra_assets: Sequence[dg.AssetsDefinition] = (),
     asset_job: str | None = None,
+    **options: Any,
 ) -> Harness:
     """Pipeline `name` on the local Batch API `server` (or its base URL), its files under
     `tmp_path / "gen"`, with the sensor and the resource (the SDK retrying `max_retries` times).
@@ -259,7 +274,8 @@ def build_harness(
     messages (which the API answers with a 400). `shard_size` caps the requests of a batch, on
     top of `limits`. `extra_assets` go in beside the pipeline (its DataFrame's upstream), and
     `asset_job` names a job of every asset, to re-execute. Without `instance`, the instance is
-    kept in `tmp_path / "dagster"`, where a child process can open it too.
+    kept in `tmp_path / "dagster"`, where a child process can open it too. `options` go to
+    `build_batch_pipeline` as they are (`cache=`, `max_cost_usd=`, ...).
     """
     if source is None:
         path = tmp_path / REQUESTS_FILE
@@ -275,6 +291,7 @@ def build_harness(
         storage_dir=tmp_path / STORAGE_FOLDER,
         max_attempts=max_attempts,
         limits=limits if shard_size is None else replace(limits, max_requests=shard_size),
+        **options,
     )
     defs = make_defs(pipeline, server, extra_assets, max_retries=max_retries)
     if asset_job is not None:

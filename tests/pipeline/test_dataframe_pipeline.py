@@ -141,6 +141,7 @@ def test_materialize_all_then_sensor_finishes_the_job(api: LocalBatchAPI, tmp_pa
             "custom_id",
             "answer",
             "finish_reason",
+            "cached",
         ]
         assert [record.data["custom_id"] for record in preview.records] == (
             output["custom_id"].head(5).to_list()

@@ -16,7 +16,13 @@ from batch_assets.core.request_template import RequestTemplate
 from batch_assets.pipeline.factory import build_batch_pipeline
 from batch_assets.pipeline.sources import DataFrameSource, JsonlFileSource
 from tests.local_api_server import LocalBatchAPI
-from tests.pipeline.harness import TEST_API_KEY, Harness, make_defs, write_chat_requests
+from tests.pipeline.harness import (
+    TEST_API_KEY,
+    Harness,
+    calls,
+    make_defs,
+    write_chat_requests,
+)
 from tests.services.s3 import S3Server
 
 ROWS = 40
@@ -90,6 +96,7 @@ def test_every_file_is_in_the_bucket_and_results_equal_those_on_local_disk(
         output = s3_harness.latest_metadata("labels_output")
     keys = s3.object_keys("deployed/labels/")
     runs = {key.split("/")[2] for key in keys} - {"downloads", "tables", "records"}
+    [segment] = s3.object_keys("deployed/request_cache/labels/segments/")  # the answers
     assert s3.object_keys("deployed/upstream/") == ["deployed/upstream/rows"]
     assert len(runs) == 1  # the submission run's shards; the download run writes none of its own
     [batch_id] = output["batch_ids"]
@@ -103,7 +110,15 @@ def test_every_file_is_in_the_bucket_and_results_equal_those_on_local_disk(
     }
     assert expected <= set(keys)
     assert sum(key.endswith("/requests/shard-00000.jsonl") for key in keys) == 1
-    assert not any(key.endswith(".parquet") and "/tables/" not in key for key in keys)
+    # Parquet only for the tables and the request plan (the cache's answers and the folding)
+    assert {key.rsplit("/", 1)[1] for key in keys if key.endswith(".parquet")} == {
+        "labels_output.parquet",
+        "labels_errors.parquet",
+        "labels_results.parquet",
+        "plan.parquet",
+        "cached.parquet",
+    }
+    assert segment.endswith(".parquet")
     assert not (tmp_path / "generated").exists()
     assert list(scratch.iterdir()) == []
     assert all(url.startswith(f"s3://{s3.bucket}/deployed/") for url in output["output_files"])
@@ -117,6 +132,36 @@ def test_every_file_is_in_the_bucket_and_results_equal_those_on_local_disk(
     results_disk = on_disk.output_for_node("labels_results").drop(FRESH_PER_RUN)
     assert results_s3.height == ROWS and (results_s3["status_code"] == 200).all()
     assert results_s3.equals(results_disk)
+
+
+def test_the_request_cache_lives_in_the_bucket_and_answers_a_rerun_on_another_machine(
+    api: LocalBatchAPI, s3: S3Server, scratch: Path, tmp_path: Path
+) -> None:
+    # A prefix of its own: the module's other tests answer the same rows under deployed/.
+    with _instance(tmp_path) as instance:
+        _materialize_all_then_download(api, s3.url("again"), scratch, instance)
+    uploads = calls(api, "POST /v1/files")
+    [segment] = s3.object_keys("again/request_cache/labels/segments/")
+    _empty(scratch)  # another machine: no local disk in common, a restarted instance
+    (tmp_path / "restarted").mkdir()
+
+    with _instance(tmp_path / "restarted") as instance:
+        defs = dg.Definitions.merge(
+            make_defs(_pipeline(s3.url("again")), api, [rows]),
+            dg.Definitions(
+                resources={"io_manager": dg.FilesystemIOManager(base_dir=s3.url("again/upstream"))}
+            ),
+        )
+        harness = Harness(defs, instance)
+        rerun = harness.materialize(ALL_KEYS)
+
+        assert rerun.success
+        assert calls(api, "POST /v1/files") == uploads  # nothing uploaded, nothing paid for
+        results = rerun.output_for_node("labels_results")
+        assert results.height == ROWS and results["cached"].all()
+        assert harness.latest_metadata("labels_requests")["cache_hits"] == ROWS
+    assert s3.object_keys("again/request_cache/labels/segments/") == [segment]
+    assert list(scratch.iterdir()) == []
 
 
 def test_a_download_cut_mid_stream_resumes_into_the_bucket(

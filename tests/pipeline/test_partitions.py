@@ -103,7 +103,7 @@ def test_a_jsonl_path_and_an_iterator_take_the_partition_key(
 
     def requests(partition_key: str) -> Iterator[dict]:
         for i in range(2):
-            yield chat_request(f"it-{partition_key}{i}")
+            yield chat_request(f"it-{partition_key}{i}", f"Question {i} of {partition_key}?")
 
     defs = make_defs(
         dg.Definitions.merge(

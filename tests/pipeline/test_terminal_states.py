@@ -73,7 +73,8 @@ def test_failed_validation_fails_the_run_with_the_api_errors(
                 "custom_id": f"e{i}",
                 "method": "POST",
                 "url": "/v1/embeddings",
-                "body": {"model": "text-embedding-3-small", "input": ["x"] * 10_001},
+                # distinct inputs: identical requests would be folded into one
+                "body": {"model": "text-embedding-3-small", "input": [f"x{i}"] * 10_001},
             }
 
     with dg.instance_for_test() as instance:

@@ -33,5 +33,6 @@ defs = build_batch_pipeline(
     group_name="product_reviews",
     metadata={"example": "product_reviews"},
     schedule="0 6 * * *",
+    max_cost_usd=1.00,
     description="Sentiment, topics and follow-up flag for every product review.",
 )
