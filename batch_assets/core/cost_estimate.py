@@ -10,11 +10,10 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import bpe_openai  # type: ignore[import-untyped]
-import polars as pl
 
 from batch_assets.core.costs import ModelPrice, estimate_cost_usd
 from batch_assets.core.limits import (
@@ -46,11 +45,6 @@ class RequestFeatures:
     texts: tuple[str, ...]  # the prompt's texts: message contents, instructions, inputs
     messages: int
     max_output_tokens: int | None
-
-    @property
-    def text(self) -> str:
-        """The texts as one."""
-        return "\n".join(self.texts)
 
 
 def request_features(endpoint: str, body: Mapping[str, Any]) -> RequestFeatures:
@@ -232,23 +226,12 @@ class ModelEstimate:
     output_method: str
     cost_usd: float | None
 
-    def to_json(self) -> dict[str, Any]:
-        """The estimate as a JSON object."""
-        return asdict(self)
+    output_bounded: bool = True  # False: some requests set no output limit and nothing is known
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ModelEstimate:
-        """The estimate `to_json` wrote."""
-        cost = data.get("cost_usd")
-        return cls(
-            model=str(data["model"]),
-            requests=int(data["requests"]),
-            input_tokens=int(data["input_tokens"]),
-            input_method=str(data["input_method"]),
-            output_tokens=int(data["output_tokens"]),
-            output_method=str(data["output_method"]),
-            cost_usd=None if cost is None else float(cost),
-        )
+    @property
+    def priced(self) -> bool:
+        """Whether `cost_usd` bounds what the requests may cost: a price, and output known."""
+        return self.cost_usd is not None and self.output_bounded
 
 
 def estimate_model(
@@ -284,6 +267,11 @@ def estimate_totals(
     """The tokens and batch cost of one model's requests, from their totals."""
     input_tokens, input_method = _input_estimate(totals, earlier)
     output_tokens, output_method = _output_estimate(endpoint, totals, earlier)
+    unknown_output = (
+        endpoint not in _NO_OUTPUT_ENDPOINTS
+        and (earlier is None or earlier.requests <= 0)
+        and totals.unlimited > 0
+    )
     return ModelEstimate(
         model=model,
         requests=totals.requests,
@@ -292,6 +280,7 @@ def estimate_totals(
         output_tokens=output_tokens,
         output_method=output_method,
         cost_usd=estimate_cost_usd(model, input_tokens, output_tokens, prices),
+        output_bounded=not unknown_output,
     )
 
 
@@ -342,22 +331,3 @@ def largest_contributors(estimates: Sequence[ModelEstimate], n: int = 3) -> list
         key=lambda estimate: (estimate.cost_usd is None, -(estimate.cost_usd or 0.0)),
     )
     return ranked[: max(n, 0)]
-
-
-def usage_by_model(output: pl.DataFrame) -> dict[str, tuple[int, int, int]]:
-    """Model -> (requests, input tokens, output tokens) of a parsed output frame; null model: ""."""
-    if output.is_empty():
-        return {}
-    grouped = output.group_by(pl.col("model").cast(pl.String).fill_null("")).agg(
-        pl.len().alias("requests"),
-        pl.col("input_tokens").sum(),
-        pl.col("output_tokens").sum(),
-    )
-    return {
-        str(row["model"]): (
-            int(row["requests"]),
-            int(row["input_tokens"] or 0),
-            int(row["output_tokens"] or 0),
-        )
-        for row in grouped.iter_rows(named=True)
-    }

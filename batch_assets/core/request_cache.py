@@ -2,8 +2,10 @@
 asked (the endpoint and the canonical request body, `custom_id` left out).
 
 Entries live in Parquet segments under the cache's folder (local disk or an object store), one
-segment per finished submission, each written whole (atomically) and never changed; a lookup is
-one semi-join per segment, and the newest entry of a key wins. Failed requests are never stored.
+segment per finished submission, each written whole (atomically) once and never rewritten, so an
+entry keeps the time it was first stored; a lookup is one semi-join per segment, and the newest
+entry of a key wins. Failed requests are never stored, nor answers cut short (finish_reason
+`length`, `max_output_tokens`, `content_filter`): a later run asks again.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from batch_assets.core.output_parsing import ANSWERED_STATUS, RESULT_SCHEMA
 CACHE_KEY = "cache_key"
 CACHED_AT = "cached_at"
 CACHED = "cached"
+# Answers that stopped before their end: not worth keeping.
+UNFINISHED = ("length", "max_output_tokens", "content_filter")
 SEGMENT_SUFFIX = ".parquet"
 # Bump when `request_key` or the token counts change: kept facts of shards are then worked anew.
 FACTS_VERSION = 1
@@ -75,12 +79,20 @@ class RequestCache:
         """Where the segments are."""
         return self.root / "segments"
 
-    def facts_file(self, endpoint: str, model: str, sha256: str) -> UPath:
-        """Where the keys (and token counts) of a shard's lines are kept: the same bytes, the
-        same facts."""
+    def _facts_file(self, endpoint: str, model: str, sha256: str) -> UPath:
         text = f"{FACTS_VERSION}\n{endpoint}\n{model}\n{sha256}"
         digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
         return self.root / "facts" / f"{digest}{SEGMENT_SUFFIX}"
+
+    def facts(self, endpoint: str, model: str, sha256: str) -> pl.DataFrame | None:
+        """What `keep_facts` kept of the shard with this content, if anything: the same bytes,
+        the same keys and token counts."""
+        path = self._facts_file(endpoint, model, sha256)
+        return storage.read_parquet(path) if storage.exists(path) else None
+
+    def keep_facts(self, endpoint: str, model: str, sha256: str, facts: pl.DataFrame) -> None:
+        """Keep a shard's keys and token counts, by its content, for the next run."""
+        storage.write_parquet(facts, self._facts_file(endpoint, model, sha256))
 
     def segment(self, name: str) -> UPath:
         """Where segment `name` is (whether or not it exists)."""
@@ -122,9 +134,12 @@ class RequestCache:
 
     def store(self, answered: pl.DataFrame, keys: pl.DataFrame, name: str) -> int:
         """Store the answered lines of one submission (joined to their requests' keys by
-        custom_id) as segment `name`, replacing one of the same name; how many were stored."""
+        custom_id) as segment `name`, unless it is stored already; how many were stored."""
+        if storage.exists(self.segment(name)):
+            return 0
+        finished = pl.col("finish_reason").is_null() | ~pl.col("finish_reason").is_in(UNFINISHED)
         entries = (
-            answered.filter(pl.col("status_code") == ANSWERED_STATUS)
+            answered.filter((pl.col("status_code") == ANSWERED_STATUS) & finished)
             .join(keys.select("custom_id", CACHE_KEY), on="custom_id", how="inner")
             .unique(CACHE_KEY, keep="first", maintain_order=True)
             .with_columns(pl.lit(datetime.now(UTC), dtype=ENTRY_SCHEMA[CACHED_AT]).alias(CACHED_AT))
@@ -133,6 +148,4 @@ class RequestCache:
         )
         if entries.height:
             storage.write_parquet(entries, self.segment(name))
-        elif storage.exists(self.segment(name)):
-            self.segment(name).unlink()
         return entries.height

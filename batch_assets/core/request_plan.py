@@ -71,7 +71,8 @@ class RequestPlan:
 
     @property
     def full_shards(self) -> bool:
-        """Whether the shards hold every request (no plan to fan answers out by)."""
+        """Whether the cache was off: the shards hold every request, and there is no plan to
+        fan answers out by, nor answers to store."""
         return self.plan_url is None
 
 
@@ -137,15 +138,10 @@ def shard_facts(shard: Shard) -> pl.DataFrame:
 def _facts(shard: Shard, index: int, cache: RequestCache | None) -> pl.DataFrame:
     """A shard's facts, with its index and each line's row; worked out once per shard content
     when there is a cache (it keeps them by the shard's SHA-256 and model)."""
-    if cache is None:
-        facts = shard_facts(shard)
-    else:
-        memo = cache.facts_file(shard.endpoint, shard.model or "", shard.sha256)
-        if storage.exists(memo):
-            facts = storage.read_parquet(memo)
-        else:
-            facts = shard_facts(shard)
-            storage.write_parquet(facts, memo)
+    kept = None if cache is None else cache.facts(shard.endpoint, shard.model or "", shard.sha256)
+    facts = shard_facts(shard) if kept is None else kept
+    if cache is not None and kept is None:
+        cache.keep_facts(shard.endpoint, shard.model or "", shard.sha256, facts)
     return facts.with_columns(
         pl.lit(index, dtype=pl.Int32).alias("shard"),
         pl.lit(shard.model or "", dtype=pl.String).alias("model"),

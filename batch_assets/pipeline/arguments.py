@@ -12,6 +12,7 @@ from batch_assets.pipeline.keys import MAX_BATCH_METADATA_KEYS, RESERVED_METADAT
 
 MAX_USER_KINDS = 1  # Dagster shows three kinds per asset; the pipeline's assets take up to two
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+RESERVED_NAMES = frozenset({"request_cache", "io_manager"})  # folders beside the pipelines' own
 
 
 def check_name(name: str, *, setting: str = "pipeline name") -> str:
@@ -21,6 +22,8 @@ def check_name(name: str, *, setting: str = "pipeline name") -> str:
             f"{setting} {name!r} must be snake_case: lowercase letters, digits and "
             "underscores, starting with a letter"
         )
+    if name in RESERVED_NAMES:
+        raise ValueError(f"{setting} {name!r} is the name of a folder the pipelines share")
     return name
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from batch_assets.core.cost_estimate import largest_contributors, total_cost
+from batch_assets.core.cost_estimate import ModelEstimate, largest_contributors, total_cost
 from batch_assets.core.request_plan import RequestPlan
 from batch_assets.pipeline.keys import (
     APPROVE_COST_TAG,
@@ -25,7 +25,7 @@ class BudgetVerdict:
     """A plan's forecast against the pipeline's budget and the run's approval."""
 
     estimate: float
-    unpriced: tuple[str, ...]  # models the price table does not know: their cost is unknown
+    unknown: tuple[str, ...]  # models whose cost has no bound: no price, or no output limit
     limit: float | None
     approved: float | None  # the dollars the run's approval tag allows, if it carries one
     contributors: str
@@ -33,7 +33,7 @@ class BudgetVerdict:
     @property
     def over_limit(self) -> bool:
         """Whether the forecast exceeds the budget (or cannot be priced under one)."""
-        return self.limit is not None and (self.estimate > self.limit or bool(self.unpriced))
+        return self.limit is not None and (self.estimate > self.limit or bool(self.unknown))
 
     @property
     def passed(self) -> bool:
@@ -44,11 +44,12 @@ class BudgetVerdict:
 
     def describe(self) -> str:
         """The verdict in a sentence: estimate, limit and the largest contributors."""
-        unpriced = ", ".join(self.unpriced)
-        unknown = f" plus models without a price ({unpriced})" if unpriced else ""
-        text = f"estimated ${self.estimate:.4f}{unknown} against max_cost_usd ${self.limit}"
+        unknown = ", ".join(self.unknown)
+        unbounded = f" plus what cannot be bounded ({unknown})" if unknown else ""
+        limit = "no limit" if self.limit is None else _dollars(self.limit)
+        text = f"estimated {_dollars(self.estimate)}{unbounded} against max_cost_usd {limit}"
         if self.approved is not None:
-            text += f", approved up to ${self.approved} by the run tag {APPROVE_COST_TAG}"
+            text += f", approved up to {_dollars(self.approved)} by the run tag {APPROVE_COST_TAG}"
         return f"{text}; largest: {self.contributors}"
 
     def metadata(self) -> dict[str, dg.MetadataValue]:
@@ -62,6 +63,20 @@ class BudgetVerdict:
         if self.approved is not None:
             values[COST_APPROVED_KEY] = dg.MetadataValue.float(self.approved)
         return values
+
+
+def _dollars(value: float) -> str:
+    """Dollars as people write them: $0.000001, $12.5, $1,200."""
+    return "$" + f"{value:,.6f}".rstrip("0").rstrip(".")
+
+
+def _unknown(item: ModelEstimate) -> str | None:
+    """Why a model's cost has no bound, if it has none."""
+    if item.cost_usd is None:
+        return f"{item.model}: no price"
+    if not item.output_bounded:
+        return f"{item.model}: requests without max_tokens"
+    return None
 
 
 def approval(tags: Mapping[str, str]) -> float | None:
@@ -83,13 +98,13 @@ def judge(plan: RequestPlan, spec: PipelineSpec, tags: Mapping[str, str]) -> Bud
     """The plan's forecast against the budget."""
     contributors = ", ".join(
         f"{item.model} ({item.requests:,} requests, "
-        + ("no price" if item.cost_usd is None else f"${item.cost_usd:.4f}")
+        + ("no price" if item.cost_usd is None else _dollars(item.cost_usd))
         + ")"
         for item in largest_contributors(plan.estimates)
     )
     return BudgetVerdict(
         estimate=total_cost(plan.estimates) or 0.0,
-        unpriced=tuple(item.model for item in plan.estimates if item.cost_usd is None),
+        unknown=tuple(reason for item in plan.estimates if (reason := _unknown(item))),
         limit=spec.max_cost_usd,
         approved=approval(tags),
         contributors=contributors or "nothing to submit",

@@ -50,7 +50,12 @@ from batch_assets.pipeline.keys import (
     submission_run_key,
 )
 from batch_assets.pipeline.ledger import Ledger, SubmissionHistory
-from batch_assets.pipeline.pricing import actual_metadata, cache_metadata, usage_by_model
+from batch_assets.pipeline.pricing import (
+    actual_metadata,
+    cache_metadata,
+    earlier_usage,
+    usage_by_model,
+)
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.retries import (
     cancelled_on_request,
@@ -297,7 +302,7 @@ def store_answers(
         return 0
     planned, _ = read_plan(plan)
     name = submission_run_key(history.attempts[0].batch_ids)
-    return spec.request_cache.store(output, planned, name)
+    return spec.request_cache(submission.host).store(output, planned, name)
 
 
 def harvest_superseded(
@@ -307,8 +312,9 @@ def harvest_superseded(
     submission: Submission,
 ) -> None:
     """Store in the cache what the batches this submission cancelled (it replaced theirs)
-    answered, once each, when they have ended."""
-    cache = spec.request_cache
+    answered, once each, when they have ended: in the download run the sensor asks for when
+    they end, if not in an earlier one."""
+    cache = spec.request_cache(submission.host)
     pending = [
         batch
         for batch in submission.superseded
@@ -359,7 +365,9 @@ def emit(
     total = output.height + errors.height
     codes = Counter(errors["error_code"].fill_null("").to_list())
     submitted = [batch for attempt in history.attempts for batch in attempt.batches]
-    usage = usage_by_model(results.output, submitted, plan)
+    # What the next forecast learns from: this submission's usage, else (all answered by the
+    # cache) what was learned before.
+    usage = usage_by_model(results.output, submitted, plan) or earlier_usage(context.instance, spec)
     frames: dict[dg.AssetKey, tuple[pl.DataFrame, dict[str, dg.MetadataValue]]] = {
         spec.output_key: (
             output,
@@ -433,14 +441,15 @@ def build_download_assets(spec: PipelineSpec) -> dg.AssetsDefinition:
             submission, context.partition_key if context.has_partition_key else None
         )
         states = gather_states(resource.client, history)
+        if submission.superseded and spec.cache_mode != "off":
+            spec.prepare_storage(context.log.info)
+            harvest_superseded(context, resource.client, spec, submission)
         backoff = token_limit_backoff_seconds()
         waiting = await_batches(states[-1], now=time.time(), base_backoff=backoff)
         if not isinstance(waiting, ReadResults):
             report_waiting(context, spec, history.latest.number, waiting)
             return
         spec.prepare_storage(context.log.info)
-        if spec.cache_mode != "off":
-            harvest_superseded(context, resource.client, spec, submission)
         results = gather_results(resource.client, spec, history, states)
         cancelled = cancelled_on_request(
             ledger.cancel_requested(history.first_storage_id), history.latest

@@ -109,12 +109,13 @@ def build_batch_pipeline(
     The request cache (`cache="reuse"`, the default) answers every request it has seen answered
     (same endpoint and body) within `cache_max_age`, and submits each distinct request once;
     `"refresh"` submits everything and stores the new answers, `"off"` neither reads nor
-    stores. It lives at `<storage>/request_cache/<cache_name or name>/`: pipelines that name
-    the same cache share it. `<name>_requests` shows the price at batch rates before anything
-    is submitted; `max_cost_usd` adds a blocking check that refuses a submission forecast above
-    it unless the run carries the tag `batch_assets/approve_cost_usd=<dollars>`. With
-    `on_superseded="cancel"`, a new submission cancels the batches of the one it replaces that
-    are still running (their finished answers still go into the cache).
+    stores. It lives at `<storage>/request_cache/<cache_name or name>/<backend host>/`:
+    pipelines that name the same cache share it. `<name>_requests` shows the price at batch
+    rates before anything is submitted; `max_cost_usd` adds a blocking check that refuses a
+    submission forecast above it unless the run carries the tag
+    `batch_assets/approve_cost_usd=<dollars>`. With `on_superseded="cancel"`, a new submission
+    cancels the batches of the one it replaces that are still running (their finished answers
+    still go into the cache).
     """
     check_name(name)
     if isinstance(source, DataFrameSource):

@@ -180,6 +180,9 @@ class Ledger:
     def history(self, first: Submission, partition: str | None = None) -> SubmissionHistory:
         """The submission that created `first`'s batches (in `partition`, if given), with every
         follow-up recorded since."""
+        first_attempt = AttemptRecord(1, first.batches, partition=partition)
+        if not first.batches:  # answered by the cache: no follow-up, nothing to cancel
+            return SubmissionHistory((first_attempt,), self._newest_storage_id(partition))
         root = submission_run_key(first.batch_ids)
         follow_ups: dict[int, AttemptRecord] = {}
         since = 0
@@ -198,9 +201,16 @@ class Ledger:
                         break
             elif attempt.retry_of == root:
                 follow_ups.setdefault(attempt.number, attempt)
-        first_attempt = AttemptRecord(1, first.batches, partition=partition)
         ordered = [follow_ups[number] for number in sorted(follow_ups)]
         return SubmissionHistory((first_attempt, *ordered), since)
+
+    def _newest_storage_id(self, partition: str | None) -> int:
+        """The storage id of the newest materialization (of `partition`), or 0."""
+        for record in records_newest_first(
+            self.instance.fetch_materializations, self.batch_key, _only(partition)
+        ):
+            return record.storage_id
+        return 0
 
     def cancel_requested(self, since: int) -> set[str]:
         """Batch ids `<name>_cancel_job` asked to cancel after the storage id `since`."""

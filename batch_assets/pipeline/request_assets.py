@@ -22,6 +22,7 @@ from batch_assets.core.sharding import (
 )
 from batch_assets.pipeline.keys import ROW_COUNT_KEY
 from batch_assets.pipeline.pricing import cache_metadata, earlier_usage, estimate_metadata
+from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.sources import DataFrameSource, IteratorSource, JsonlFileSource
 from batch_assets.pipeline.spec import PipelineSpec
 from batch_assets.pipeline.table_metadata import requests_preview
@@ -68,7 +69,8 @@ def _plan(
     earlier = earlier_usage(context.instance, spec)
     if spec.cache_mode == "off":
         return estimate_only(shards, endpoint=spec.endpoint, earlier=earlier, prices=spec.prices)
-    cache = spec.request_cache
+    resource: OpenAIBatchResource = getattr(context.resources, spec.resource_key)
+    cache = spec.request_cache(resource.host)
     plan = plan_requests(
         shards,
         spec.run_dir(context.run.run_id) / "submit",
@@ -190,6 +192,7 @@ def build_requests_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
             automation_condition=spec.automation_condition,
             code_version=spec.request_code_version,
             partitions_def=spec.partitions_def,
+            required_resource_keys={spec.resource_key},  # the cache is per backend
             description=f"Batch requests for {spec.endpoint}, {origin}, validated; those the "
             "request cache cannot answer, each distinct request once, split into shards within "
             "the Batch API's limits, with their price at batch rates.",

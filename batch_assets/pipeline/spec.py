@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -37,6 +38,9 @@ from batch_assets.pipeline.sources import BatchSource, DataFrameSource, JsonlFil
 from batch_assets.project import GENERATED_DIR
 
 DEFAULT_STORAGE_DIR = GENERATED_DIR
+# The version of what `<name>_requests` hands on (a RequestPlan since the request cache, a list of
+# shards before): part of its code version, so that the UI marks older materializations stale.
+RECORDS_VERSION = 2
 
 
 def resolve_storage(storage_dir: str | Path | UPath | None) -> tuple[UPath, str]:
@@ -99,7 +103,12 @@ class PipelineSpec:
         else:
             shape = {"function": f"{source.function.__module__}:{source.function.__qualname__}"}
         text = json.dumps(
-            {"endpoint": self.endpoint, "limits": asdict(self.limits), "source": shape},
+            {
+                "endpoint": self.endpoint,
+                "limits": asdict(self.limits),
+                "source": shape,
+                "records": RECORDS_VERSION,
+            },
             sort_keys=True,
             default=str,
         )
@@ -170,11 +179,15 @@ class PipelineSpec:
         """Where the pickled records (shards, submission, results) are kept between runs."""
         return self.storage_root / "records"
 
-    @property
-    def request_cache(self) -> RequestCache:
-        """The pipeline's request cache: `<storage>/request_cache/<cache_name or name>/`,
-        shared by the pipelines that name the same cache."""
-        return RequestCache(self.storage / "request_cache" / (self.cache_name or self.name))
+    def request_cache(self, host: str) -> RequestCache:
+        """The pipeline's request cache for the Batch API at `host`:
+        `<storage>/request_cache/<cache_name or name>/<host>/`, shared by the pipelines that name
+        the same cache; another backend (the local Batch API, another Azure resource) never
+        answers for this one."""
+        folder = re.sub(r"[^A-Za-z0-9._-]", "_", host) or "default"
+        return RequestCache(
+            self.storage / "request_cache" / (self.cache_name or self.name) / folder
+        )
 
     def run_dir(self, run_id: str) -> UPath:
         """Where one run of this pipeline writes its files."""

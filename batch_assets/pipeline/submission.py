@@ -56,9 +56,14 @@ def submit_shards(
     *,
     metadata: Mapping[str, str] = {},
     key_salt: str = "",
+    completed_after: float | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> SubmittedShards:
-    """Upload and create a batch per shard, concurrently; nothing is made twice for one key."""
+    """Upload and create a batch per shard, concurrently; nothing is made twice for one key.
+
+    A batch that completed is reused only if it was created after `completed_after` (a Unix
+    time), when given: its answers are older than the cache allows.
+    """
     if not shards:
         return SubmittedShards((), {}, {})
     keys = [shard_key(spec.name, spec.endpoint, shard, key_salt) for shard in shards]
@@ -67,7 +72,13 @@ def submit_shards(
     reused_batches: dict[int, Batch] = {}
     for index, (shard, key) in enumerate(zip(shards, keys, strict=True)):
         batch = found.get(key)
-        if batch is not None and batch.status not in NOT_REUSABLE:
+        too_old = (
+            batch is not None
+            and completed_after is not None
+            and batch.status == "completed"
+            and batch.created_at < completed_after
+        )
+        if batch is not None and batch.status not in NOT_REUSABLE and not too_old:
             reused_batches[index] = batch
             log(
                 f"Shard {index + 1}/{len(shards)} was already submitted as {batch.id} "

@@ -3,6 +3,7 @@
 # Dagster reads `context: dg.AssetExecutionContext` at definition time, so annotations stay
 # evaluated here (no `from __future__ import annotations`).
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 
@@ -12,6 +13,7 @@ from batch_assets.core.batch_client import CANCELLABLE_STATUSES, BatchClient
 from batch_assets.core.records import Submission, SubmittedBatch
 from batch_assets.core.request_plan import RequestPlan
 from batch_assets.pipeline.budget import judge, refuse_over_budget
+from batch_assets.pipeline.keys import submission_run_key
 from batch_assets.pipeline.ledger import AttemptRecord, CancelRequest, Ledger
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.spec import PipelineSpec
@@ -26,7 +28,10 @@ def cancel_superseded(
     current: Sequence[SubmittedBatch],
 ) -> tuple[SubmittedBatch, ...]:
     """Cancel the running batches of the attempt this submission replaces (those it does not
-    reuse), and record the cancel in the ledger; the batches cancelled."""
+    reuse), and record the cancel in the ledger; the batches cancelled. An attempt of the same
+    submission (a follow-up of the batches this one reuses) is not replaced: it is kept."""
+    if current and previous.submission_key == submission_run_key([b.batch_id for b in current]):
+        return ()
     kept = {batch.batch_id for batch in current}
     older = [batch for batch in previous.batches if batch.batch_id not in kept]
     found = client.find_batches({batch.batch_id for batch in older}) if older else {}
@@ -78,9 +83,17 @@ def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:
         previous = ledger.latest_attempt(partition)
         shards = plan.shards
         salt = partition_salt(partition)
-        if spec.cache_mode == "refresh":  # new answers: no batch of an earlier run is reused
-            salt += f"refresh {context.run.run_id}\n"
-        made = submit_shards(client, spec, shards, key_salt=salt, log=context.log.info)
+        if spec.cache_mode == "refresh" and plan.plan_url:  # new answers: no earlier run's batch
+            salt += f"refresh {plan.plan_url}\n"  # (the same plan, re-executed, reuses its own)
+        max_age = spec.cache_max_age if spec.cache_mode == "reuse" else None
+        made = submit_shards(
+            client,
+            spec,
+            shards,
+            key_salt=salt,
+            completed_after=None if max_age is None else time.time() - max_age.total_seconds(),
+            log=context.log.info,
+        )
         if not shards:
             context.log.info(
                 f"Every request is answered by the cache: nothing uploaded, no batch created; "

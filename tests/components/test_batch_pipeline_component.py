@@ -414,11 +414,13 @@ def test_cache_max_age_forms(load: Loader, written: str, age: timedelta) -> None
     assert component.cache_max_age == age
 
 
+BACKEND = "batch.example.invalid:8765"
+
+
 def materialize_requests(defs: dg.Definitions, name: str) -> dict[str, Any]:
     """Materialize `<name>_requests` alone (no Batch API is called) and return its metadata."""
-    runnable = dg.Definitions.merge(
-        defs, dg.Definitions(resources={"openai_batch": OpenAIBatchResource()})
-    )
+    resource = OpenAIBatchResource(api_key="sk-test", base_url=f"http://{BACKEND}/v1")
+    runnable = dg.Definitions.merge(defs, dg.Definitions(resources={"openai_batch": resource}))
     job = runnable.resolve_implicit_global_asset_job_def()
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(
@@ -432,7 +434,7 @@ def test_the_named_cache_and_its_max_age_decide_what_the_requests_asset_reuses(
     load: Loader, tmp_path: Path
 ) -> None:
     storage = tmp_path / "generated"
-    shared = storage / "request_cache" / "shared"
+    shared = storage / "request_cache" / "shared" / BACKEND.replace(":", "_")  # per backend
     shared.mkdir(parents=True)
     (shared / "segments").mkdir()
     pl.DataFrame(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import bpe_openai  # type: ignore[import-untyped]
-import polars as pl
 import pytest
 
 from batch_assets.core.cost_estimate import (
@@ -19,7 +17,6 @@ from batch_assets.core.cost_estimate import (
     request_features,
     token_counter,
     total_cost,
-    usage_by_model,
 )
 from batch_assets.core.costs import DEFAULT_PRICES, ModelPrice, estimate_cost_usd
 from batch_assets.core.limits import (
@@ -127,7 +124,7 @@ def test_max_token_fields_by_precedence(fields: dict[str, object], expected: int
 )
 def test_odd_shapes_do_not_raise(body: dict[str, object]) -> None:
     features = request_features(CHAT_COMPLETIONS, body)
-    assert features.text == ""
+    assert features.texts == ()
 
 
 def test_token_counter_for_a_model_and_its_dated_snapshot() -> None:
@@ -293,26 +290,13 @@ def test_total_cost_sums_the_known_costs() -> None:
     assert total_cost([]) is None
 
 
-def test_usage_by_model_counts_null_models_under_empty_string() -> None:
-    output = pl.DataFrame(
-        {
-            "model": ["gpt-4o-mini-2024-07-18", "gpt-4o-mini-2024-07-18", None, "gpt-4o"],
-            "input_tokens": [10, 20, 5, None],
-            "output_tokens": [1, 2, 3, 4],
-        },
-        schema={"model": pl.String, "input_tokens": pl.Int64, "output_tokens": pl.Int64},
+def test_output_without_a_limit_or_earlier_usage_leaves_the_cost_unbounded() -> None:
+    features = [chat("Tell me a story."), chat("And another.", 50)]
+    estimate = estimate_model("gpt-4o-mini", CHAT_COMPLETIONS, features, 100, None, DEFAULT_PRICES)
+    assert estimate.cost_usd is not None and not estimate.output_bounded
+    assert not estimate.priced  # a budget cannot be judged on it
+    earlier = ModelUsage("gpt-4o-mini", 10, 500, 300, 2000)
+    learned = estimate_model(
+        "gpt-4o-mini", CHAT_COMPLETIONS, features, 100, earlier, DEFAULT_PRICES
     )
-    assert usage_by_model(output) == {
-        "gpt-4o-mini-2024-07-18": (2, 30, 3),
-        "": (1, 5, 3),
-        "gpt-4o": (1, 0, 4),
-    }
-    assert usage_by_model(output.clear()) == {}
-
-
-def test_estimate_json_round_trip() -> None:
-    for cost in (0.0123, None):
-        original = ModelEstimate(
-            "gpt-4o-mini", 3, 120, "tokenizer o200k_base", 30, "max_tokens (upper bound)", cost
-        )
-        assert ModelEstimate.from_json(json.loads(json.dumps(original.to_json()))) == original
+    assert learned.priced

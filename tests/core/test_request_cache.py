@@ -200,14 +200,22 @@ def test_a_segment_is_one_parquet_file_stamped_when_stored(cache: RequestCache) 
     assert before <= stamp <= after
 
 
-def test_storing_a_name_again_replaces_its_segment(cache: RequestCache) -> None:
+def test_storing_a_name_again_keeps_the_first_segment_and_its_age(cache: RequestCache) -> None:
     keys = keys_of({"a": body("a"), "b": body("b")})
     cache.store(results(result("a", "first a"), result("b", "first b")), keys, "run-1")
-    assert cache.store(results(result("a", "second a")), keys, "run-1") == 1
+    first = storage.read_parquet(cache.segment("run-1"))
+    assert cache.store(results(result("a", "second a")), keys, "run-1") == 0
     assert cache.segments() == [cache.segment("run-1")]
-    stored = storage.read_parquet(cache.segment("run-1"))
-    assert stored["answer"].to_list() == ["second a"]
-    assert cache.lookup(keys[CACHE_KEY], now=NOW)["answer"].to_list() == ["second a"]
+    assert storage.read_parquet(cache.segment("run-1")).equals(first)  # `cached_at` unchanged
+
+
+@pytest.mark.parametrize("reason", ["length", "max_output_tokens", "content_filter"])
+def test_answers_cut_short_are_not_stored(cache: RequestCache, reason: str) -> None:
+    keys = keys_of({"a": body("a"), "b": body("b")})
+    cut = {**result("a", "half an ans"), "finish_reason": reason}
+    whole = {**result("b", "a whole answer"), "finish_reason": "stop"}
+    assert cache.store(results(cut, whole), keys, "run-1") == 1
+    assert storage.read_parquet(cache.segment("run-1"))["answer"].to_list() == ["a whole answer"]
 
 
 def test_one_entry_per_key_when_a_submission_answers_one_request_twice(

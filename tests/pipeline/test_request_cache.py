@@ -3,6 +3,7 @@ API: what is uploaded is counted on the server, line by line."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -48,7 +49,7 @@ SOURCE = DataFrameSource(
         model="gpt-4o-mini",
         user_template="{text}",
         custom_id_column="note_id",
-        params={"max_tokens": 16},
+        params={"max_tokens": 400},
     ),
 )
 ALL = ["notes", f"{NAME}_requests", f"{NAME}_batch", f"{NAME}_output", f"{NAME}_errors"]
@@ -196,13 +197,30 @@ def test_refresh_submits_everything_and_off_neither_reads_nor_writes(
     assert [len(ids) for ids in uploaded_custom_ids(api)] == [ROWS, ROWS]
     assert not refresh.latest_frames(NAME)[0]["cached"].any()
 
-    segments = sorted((tmp_path / "gen" / "request_cache" / NAME / "segments").iterdir())
+    [backend] = (tmp_path / "gen" / "request_cache" / NAME).iterdir()  # the API's host:port
+    assert backend.name == api.root_url.removeprefix("http://").replace(":", "_")
+    segments = sorted((backend / "segments").iterdir())
     off = _harness(api, tmp_path, instance, cache="off")
     rerun = off.materialize(ALL)  # as before the cache: the same shard reuses its batch
     assert rerun.success and f"{NAME}_output" in _materialized(rerun)
     assert "cache_hits" not in off.latest_metadata(f"{NAME}_requests")
     assert not off.latest_frames(NAME)[0]["cached"].any()
-    assert sorted((tmp_path / "gen" / "request_cache" / NAME / "segments").iterdir()) == segments
+    assert sorted((backend / "segments").iterdir()) == segments
+
+
+def test_answers_older_than_the_max_age_are_asked_again_in_a_new_batch(
+    api: LocalBatchAPI, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    assert _answered_once(_harness(api, tmp_path, instance), api).success
+    strict = _harness(api, tmp_path, instance, cache_max_age=timedelta(microseconds=1))
+
+    assert _answered_once(strict, api).success
+
+    assert strict.latest_metadata(f"{NAME}_requests")["cache_hits"] == 0
+    # the first run's batch (the same shard, completed) is not reused, its answers being as
+    # old; its uploaded file, the same bytes, is
+    assert calls(api, "POST /v1/batches") == 2 and calls(api, "POST /v1/files") == 1
+    assert not strict.latest_frames(NAME)[0]["cached"].any()
 
 
 def test_the_requests_show_a_price_per_model_before_anything_is_submitted(
@@ -214,7 +232,7 @@ def test_the_requests_show_a_price_per_model_before_anything_is_submitted(
     requests = harness.latest_metadata(f"{NAME}_requests")
     assert calls(api, "POST /v1/files") == 0
     assert requests["cost_estimate_usd"] > 0
-    assert requests["output_tokens_estimate"] == 16 * ROWS  # max_tokens: the upper bound
+    assert requests["output_tokens_estimate"] == 400 * ROWS  # max_tokens: the upper bound
     table = requests["cost_estimate"]
     assert "tokenizer o200k_base" in table and "max_tokens (upper bound)" in table
 
@@ -243,7 +261,7 @@ def test_the_budget_guard_blocks_over_the_limit_and_passes_when_approved(
     ]
     assert not evaluation.passed
     assert evaluation.description is not None
-    assert "max_cost_usd $1e-06" in evaluation.description
+    assert "against max_cost_usd $0.000001" in evaluation.description
     assert "gpt-4o-mini (12 requests" in evaluation.description
 
     approved = harness.materialize(ALL, tags={APPROVE_COST_TAG: "1.00"})
@@ -286,8 +304,9 @@ def test_a_newer_submission_cancels_the_one_it_supersedes_and_keeps_its_answers(
     api.configure(answer_at_most=None)
     assert harness.run_until_downloaded(f"{NAME}_output").success
     wait_for(lambda: client.batches.retrieve(old_batch).status == "cancelled")
-    # A download once the old batch has ended stores what it answered.
-    assert harness.materialize([f"{NAME}_output", f"{NAME}_errors"]).success
+    # The download run the sensor asks for when the old batch ends stores what it answered.
+    for request in harness.tick().run_requests or []:
+        assert harness.run_requested(request).success
 
     UPSTREAM["frame"] = _rows()  # back to the superseded input: its 3 answers are cached
     assert harness.materialize(["notes", f"{NAME}_requests"]).success
