@@ -195,9 +195,12 @@ class PipelineSpec:
 
     def prepare_storage(self, log: Callable[[str], None]) -> None:
         """Check that the store answers (bucket, credentials), before anything is uploaded;
-        then remove what killed runs of this pipeline left behind, and say so."""
+        then remove what killed runs of this pipeline (and writers of its request cache) left
+        behind, and say so."""
         try:
             check_storage(self.storage, setting=self.storage_setting)
         except StorageError as error:
             raise dg.Failure(description=f"Nothing uploaded: {error}") from None
-        describe_removed(remove_orphaned_temporaries(self.storage_root), log)
+        cache_root = self.storage / "request_cache" / (self.cache_name or self.name)
+        for root in (self.storage_root, cache_root):
+            describe_removed(remove_orphaned_temporaries(root), log)
