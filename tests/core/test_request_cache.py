@@ -27,33 +27,10 @@ from batch_assets.core.request_cache import (
     request_key,
     with_provenance,
 )
+from tests.core.answers import CHAT, NOW, body, result, results
 from tests.core.strategies import awkward_text, json_values, property_settings
 
-CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def body(text: str, model: str = "gpt-4o-mini") -> dict[str, Any]:
-    """A chat request body asking `text`."""
-    return {"model": model, "messages": [{"role": "user", "content": text}], "temperature": 0}
-
-
-def result(custom_id: str, answer: str | None, status: int | None = 200) -> dict[str, Any]:
-    """One parsed result line (RESULT_SCHEMA): an answer, or an error when `status` is not 200."""
-    row: dict[str, Any] = dict.fromkeys(RESULT_SCHEMA)
-    row.update(custom_id=custom_id, status_code=status, model="gpt-4o-mini", answer=answer)
-    if status == 200:
-        row.update(batch_id="batch_1", batch_request_id=f"br-{custom_id}")
-        row.update(input_tokens=10, output_tokens=5, total_tokens=15)
-    else:
-        row.update(error_code="bad", error_message="it failed")
-    return row
-
-
-def results(*rows: dict[str, Any]) -> pl.DataFrame:
-    """Parsed result lines as a frame."""
-    return pl.DataFrame(list(rows), schema=RESULT_SCHEMA)
 
 
 def keys_of(requests: dict[str, dict[str, Any]]) -> pl.DataFrame:
@@ -99,28 +76,29 @@ def test_the_key_depends_on_the_endpoint() -> None:
     assert request_key(CHAT, value) != request_key(EMBEDDINGS, value)
 
 
+HELLO = body("hello", temperature=0)
+
+
 @pytest.mark.parametrize(
     "changed",
     [
-        pytest.param(body("hello!"), id="content"),
-        pytest.param(body("hello", model="gpt-4o"), id="model"),
-        pytest.param({**body("hello"), "temperature": 0.5}, id="number"),
-        pytest.param({**body("hello"), "temperature": None}, id="null"),
-        pytest.param({**body("hello"), "temperature": False}, id="bool-for-int"),
-        pytest.param({**body("hello"), "max_tokens": 5}, id="added-key"),
-        pytest.param({k: v for k, v in body("hello").items() if k != "temperature"}, id="removed"),
+        pytest.param(body("hello!", temperature=0), id="content"),
+        pytest.param(body("hello", model="gpt-4o", temperature=0), id="model"),
+        pytest.param({**HELLO, "temperature": 0.5}, id="number"),
+        pytest.param({**HELLO, "temperature": None}, id="null"),
+        pytest.param({**HELLO, "temperature": False}, id="bool-for-int"),
+        pytest.param({**HELLO, "max_tokens": 5}, id="added-key"),
+        pytest.param(body("hello"), id="removed"),
+        pytest.param({**HELLO, "messages": [{"role": "system", "content": "hello"}]}, id="nested"),
         pytest.param(
-            {**body("hello"), "messages": [{"role": "system", "content": "hello"}]}, id="nested"
-        ),
-        pytest.param(
-            {**body("x"), "messages": [{"role": "user", "content": c} for c in ("a", "b")]},
+            {**HELLO, "messages": [{"role": "user", "content": c} for c in ("a", "b")]},
             id="list-order-a-b",
         ),
     ],
 )
 def test_any_change_of_a_value_changes_the_key(changed: dict[str, Any]) -> None:
-    reference = {**body("x"), "messages": [{"role": "user", "content": c} for c in ("b", "a")]}
-    for original in (body("hello"), reference):
+    reference = {**HELLO, "messages": [{"role": "user", "content": c} for c in ("b", "a")]}
+    for original in (HELLO, reference):
         assert request_key(CHAT, changed) != request_key(CHAT, original)
 
 

@@ -37,17 +37,10 @@ from batch_assets.core.request_plan import (
     shard_url_keys,
 )
 from batch_assets.core.sharding import Shard, ShardWriter, shard_requests
+from tests.core.answers import CHAT, MINI, NOW, body, result, results
 
-CHAT = "/v1/chat/completions"
-MINI = "gpt-4o-mini"
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 # Six requests, three distinct: r2 and r4 ask what r0 asks, r5 what r3 asks.
 TEXTS = {"r0": "a", "r1": "b", "r2": "a", "r3": "c", "r4": "a", "r5": "c"}
-
-
-def body(text: str, model: str = MINI) -> dict[str, Any]:
-    """A chat request body asking `text`."""
-    return {"model": model, "messages": [{"role": "user", "content": text}]}
 
 
 def request(custom_id: str, text: str, model: str = MINI) -> dict[str, Any]:
@@ -81,23 +74,6 @@ def sent_ids(plan: RequestPlan) -> list[str]:
 def shard_files(folder: Path) -> list[str]:
     """The names of the shard files in `folder`."""
     return sorted(path.name for path in folder.glob("*.jsonl")) if folder.exists() else []
-
-
-def result(custom_id: str, answer: str | None, status: int | None = 200) -> dict[str, Any]:
-    """One parsed result line (RESULT_SCHEMA): an answer, or an error when `status` is not 200."""
-    row: dict[str, Any] = dict.fromkeys(RESULT_SCHEMA)
-    row.update(custom_id=custom_id, status_code=status, model=MINI, answer=answer)
-    row.update(batch_id="batch_1", batch_request_id=f"br-{custom_id}")
-    if status == 200:
-        row.update(input_tokens=1000, output_tokens=500, total_tokens=1500)
-    else:
-        row.update(error_code="server_error", error_message="it failed")
-    return row
-
-
-def results(*rows: dict[str, Any]) -> pl.DataFrame:
-    """Parsed result lines as a frame."""
-    return pl.DataFrame(list(rows), schema=RESULT_SCHEMA)
 
 
 def remember(cache: RequestCache, answers: dict[str, str], name: str = "earlier") -> None:
