@@ -360,7 +360,7 @@ def end_to_end_once(n: int, workdir: Path, storage_dir: str | Path | None) -> di
             )
             submitted = time.time()
             windows = step_windows(instance, submit)
-            shards = submit.output_for_node("e2e_requests")
+            shards = submit.output_for_node("e2e_requests").shards
             cursor: str | None = None
             request: dg.RunRequest | None = None
             while request is None:
