@@ -365,15 +365,14 @@ def emit(
     total = output.height + errors.height
     codes = Counter(errors["error_code"].fill_null("").to_list())
     submitted = [batch for attempt in history.attempts for batch in attempt.batches]
-    # What the next forecast learns from: this submission's usage, else (all answered by the
-    # cache) what was learned before.
-    usage = usage_by_model(results.output, submitted, plan) or earlier_usage(context.instance, spec)
+    fresh = usage_by_model(results.output, submitted, plan)
+    learned = fresh or earlier_usage(context.instance, spec)
     frames: dict[dg.AssetKey, tuple[pl.DataFrame, dict[str, dg.MetadataValue]]] = {
         spec.output_key: (
             output,
             {
                 **usage_metadata(results.batches, results.output, spec),
-                **actual_metadata(usage, plan, spec),
+                **actual_metadata(fresh, learned, plan, spec),
                 **frame_preview(output, ["custom_id", "answer", "finish_reason", CACHED]),
             },
         ),

@@ -114,14 +114,19 @@ def usage_by_model(
 
 
 def actual_metadata(
-    usage: Mapping[str, ModelUsage], plan: RequestPlan | None, spec: PipelineSpec
+    fresh: Mapping[str, ModelUsage],
+    learned: Mapping[str, ModelUsage],
+    plan: RequestPlan | None,
+    spec: PipelineSpec,
 ) -> dict[str, dg.MetadataValue]:
-    """The usage per model (read by the next forecast) and, beside it, the forecast."""
+    """The usage per model the next forecast learns from (`learned`: this submission's, or the
+    last one's when the cache answered everything) and, beside the forecast, the `fresh` usage
+    of what this submission sent."""
     metadata: dict[str, dg.MetadataValue] = {
         USAGE_BY_MODEL_KEY: dg.MetadataValue.json(
             {
                 model: {name: getattr(entry, name) for name in _USAGE_FIELDS}
-                for model, entry in sorted(usage.items())
+                for model, entry in sorted(learned.items())
             }
         )
     }
@@ -133,7 +138,7 @@ def actual_metadata(
         "|---|---:|---:|---:|",
     ]
     for item in plan.estimates:
-        actual = usage.get(item.model)
+        actual = fresh.get(item.model)
         actual_in = actual.input_tokens if actual else 0
         actual_out = actual.output_tokens if actual else 0
         cost = estimate_cost_usd(item.model, actual_in, actual_out, spec.prices)

@@ -137,6 +137,8 @@ def test_a_rerun_with_nothing_changed_uploads_nothing_and_materializes_in_the_sa
     harness = _harness(api, tmp_path, instance)
     assert _answered_once(harness, api).success
     files, batches = calls(api, "POST /v1/files"), calls(api, "POST /v1/batches")
+    learned = harness.latest_metadata(f"{NAME}_output")["usage_by_model"]
+    assert learned["gpt-4o-mini"]["requests"] == ROWS
 
     job = harness.defs.resolve_job_def(f"{NAME}_submit_job")
     rerun = job.execute_in_process(instance=instance)
@@ -148,6 +150,8 @@ def test_a_rerun_with_nothing_changed_uploads_nothing_and_materializes_in_the_sa
     output, errors = harness.latest_frames(NAME)
     assert output.height == ROWS and output["cached"].all() and errors.height == 0
     assert harness.latest_metadata(f"{NAME}_batch")["batch_count"] == 0
+    # nothing sent, nothing learned: the next forecast still learns from the first run
+    assert harness.latest_metadata(f"{NAME}_output")["usage_by_model"] == learned
     assert not harness.tick().run_requests  # nothing for the sensor to do
 
 
