@@ -141,6 +141,18 @@ class BatchClient:
         """Ask the API to cancel a batch."""
         return self._client.batches.cancel(batch_id)
 
+    def cancel_running(self, batch_ids: set[str]) -> tuple[list[str], list[str]]:
+        """Cancel those of the batches still running: the ids cancelled, and those that had
+        already ended, each sorted."""
+        cancelled, ended = [], []
+        for batch_id, batch in (self.find_batches(batch_ids) if batch_ids else {}).items():
+            if batch.status in CANCELLABLE_STATUSES:
+                self.cancel(batch_id)
+                cancelled.append(batch_id)
+            elif batch.status in TERMINAL_STATUSES:
+                ended.append(batch_id)
+        return sorted(cancelled), sorted(ended)
+
     def iter_batches(self, page_size: int = 100) -> Iterator[Batch]:
         """Every batch, newest first, a page of `page_size` per call."""
         yield from self._client.batches.list(limit=page_size)

@@ -3,7 +3,6 @@ the run's partition, in a partitioned pipeline)."""
 
 import dagster as dg
 
-from batch_assets.core.batch_client import CANCELLABLE_STATUSES, TERMINAL_STATUSES
 from batch_assets.pipeline.ledger import CancelRequest, Ledger
 from batch_assets.pipeline.resource import OpenAIBatchResource
 from batch_assets.pipeline.spec import PipelineSpec
@@ -26,18 +25,12 @@ def build_cancel_job(spec: PipelineSpec) -> dg.JobDefinition:
         if not batch_ids:
             context.log.info(f"{spec.batch_key.to_user_string()} has no submission to cancel.")
             return
-        cancelled, finished = [], []
-        for batch_id, batch in client.find_batches(set(batch_ids)).items():
-            if batch.status in CANCELLABLE_STATUSES:
-                client.cancel(batch_id)
-                cancelled.append(batch_id)
-            elif batch.status in TERMINAL_STATUSES:
-                finished.append(batch_id)
+        cancelled, finished = client.cancel_running(set(batch_ids))
         context.log.info(
-            f"Cancelling {len(cancelled)} batch(es) {sorted(cancelled)}; {len(finished)} had "
+            f"Cancelling {len(cancelled)} batch(es) {cancelled}; {len(finished)} had "
             "already ended. batch_completion_sensor keeps what they finished."
         )
-        ledger.record_cancel(CancelRequest(tuple(sorted(cancelled)), context.run.run_id))
+        ledger.record_cancel(CancelRequest(tuple(cancelled), context.run.run_id))
 
     @dg.job(
         name=f"{spec.name}_cancel_job",

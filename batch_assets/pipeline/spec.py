@@ -179,6 +179,11 @@ class PipelineSpec:
         """Where the pickled records (shards, submission, results) are kept between runs."""
         return self.storage_root / "records"
 
+    @property
+    def cache_dir(self) -> UPath:
+        """`<storage>/request_cache/<cache_name or name>/`: a folder per backend below it."""
+        return self.storage / "request_cache" / (self.cache_name or self.name)
+
     def request_cache(self, host: str) -> RequestCache:
         """The pipeline's request cache for the Batch API at `host`:
         `<storage>/request_cache/<cache_name or name>/<host>/`, shared by the pipelines that name
@@ -201,6 +206,5 @@ class PipelineSpec:
             check_storage(self.storage, setting=self.storage_setting)
         except StorageError as error:
             raise dg.Failure(description=f"Nothing uploaded: {error}") from None
-        cache_root = self.storage / "request_cache" / (self.cache_name or self.name)
-        for root in (self.storage_root, cache_root):
+        for root in (self.storage_root, self.cache_dir):
             describe_removed(remove_orphaned_temporaries(root), log)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from batch_assets.core.batch_client import CANCELLABLE_STATUSES, BatchClient
+from batch_assets.core.batch_client import BatchClient
 from batch_assets.core.records import Submission, SubmittedBatch
 from batch_assets.core.request_plan import RequestPlan
 from batch_assets.pipeline.budget import judge, refuse_over_budget
@@ -33,23 +33,16 @@ def cancel_superseded(
     if current and previous.submission_key == submission_run_key([b.batch_id for b in current]):
         return ()
     kept = {batch.batch_id for batch in current}
-    older = [batch for batch in previous.batches if batch.batch_id not in kept]
-    found = client.find_batches({batch.batch_id for batch in older}) if older else {}
-    running = [
-        batch
-        for batch in older
-        if batch.batch_id in found and found[batch.batch_id].status in CANCELLABLE_STATUSES
-    ]
-    for batch in running:
-        client.cancel(batch.batch_id)
-    if running:
-        ids = tuple(sorted(batch.batch_id for batch in running))
-        ledger.record_cancel(CancelRequest(ids, context.run.run_id))
+    cancelled, _ = client.cancel_running(
+        {batch.batch_id for batch in previous.batches if batch.batch_id not in kept}
+    )
+    if cancelled:
+        ledger.record_cancel(CancelRequest(tuple(cancelled), context.run.run_id))
         context.log.info(
-            f"Cancelled {len(running)} batch(es) of the submission this one replaces: "
-            f"{list(ids)}; their finished answers go into the request cache."
+            f"Cancelled {len(cancelled)} batch(es) of the submission this one replaces: "
+            f"{cancelled}; their finished answers go into the request cache."
         )
-    return tuple(running)
+    return tuple(batch for batch in previous.batches if batch.batch_id in set(cancelled))
 
 
 def build_submit_asset(spec: PipelineSpec) -> dg.AssetsDefinition:

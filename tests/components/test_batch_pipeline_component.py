@@ -180,7 +180,7 @@ def test_dataframe_source(load: Loader, response_format: str) -> None:
     assert component.metadata == {"env": "dev"}
     assert component.pool == "reviews_pool"
     assert component.max_attempts == 2
-    assert not defs.sensors  # the code location adds the shared sensor
+    assert not defs.sensors  # the code location adds the one completion sensor
 
 
 def test_jsonl_file_source_relative_to_the_yaml_folder(load: Loader) -> None:
@@ -367,7 +367,7 @@ def test_the_cache_attributes_reach_the_factory(
           jsonl_file: r.jsonl
         cache: off
         cache_max_age: 7d
-        cache_name: shared
+        cache_name: team
         max_cost_usd: 2.5
         on_superseded: cancel
         """
@@ -375,7 +375,7 @@ def test_the_cache_attributes_reach_the_factory(
     assert {key: received[key] for key in CACHE_ATTRIBUTES} == {
         "cache": "off",  # a bare `off`, which YAML reads as false
         "cache_max_age": timedelta(days=7),
-        "cache_name": "shared",
+        "cache_name": "team",
         "max_cost_usd": 2.5,
         "on_superseded": "cancel",
     }
@@ -434,9 +434,9 @@ def test_the_named_cache_and_its_max_age_decide_what_the_requests_asset_reuses(
     load: Loader, tmp_path: Path
 ) -> None:
     storage = tmp_path / "generated"
-    shared = storage / "request_cache" / "shared" / BACKEND.replace(":", "_")  # per backend
-    shared.mkdir(parents=True)
-    (shared / "segments").mkdir()
+    team = storage / "request_cache" / "team" / BACKEND.replace(":", "_")  # per backend
+    team.mkdir(parents=True)
+    (team / "segments").mkdir()
     pl.DataFrame(
         [
             {
@@ -448,7 +448,7 @@ def test_the_named_cache_and_its_max_age_decide_what_the_requests_asset_reuses(
             }
         ],
         schema=ENTRY_SCHEMA,
-    ).write_parquet(shared / "segments" / "earlier.parquet")
+    ).write_parquet(team / "segments" / "earlier.parquet")
     files = {"requests.jsonl": json.dumps(CHAT_LINE) + "\n"}
 
     def requests_metadata(name: str, attributes: str) -> dict[str, Any]:
@@ -461,12 +461,12 @@ def test_the_named_cache_and_its_max_age_decide_what_the_requests_asset_reuses(
         return materialize_requests(defs, name)
 
     # the answer is 8 days old: too old for a week, and anything goes without a limit
-    week = requests_metadata("weekly", "cache_name: shared\ncache_max_age: 7d\n")
+    week = requests_metadata("weekly", "cache_name: team\ncache_max_age: 7d\n")
     assert (week[CACHE_HITS_KEY], week["submitted_requests"]) == (0, 1)
-    any_age = requests_metadata("any_age", "cache_name: shared\n")
+    any_age = requests_metadata("any_age", "cache_name: team\n")
     assert (any_age[CACHE_HITS_KEY], any_age["submitted_requests"]) == (1, 0)
     # `cache: "off"` neither reads the cache nor writes one of its own
-    off = requests_metadata("uncached", 'cache_name: shared\ncache: "off"\n')
+    off = requests_metadata("uncached", 'cache_name: team\ncache: "off"\n')
     assert CACHE_HITS_KEY not in off
     assert off["submitted_requests"] == 1
-    assert sorted(path.name for path in (storage / "request_cache").iterdir()) == ["shared"]
+    assert sorted(path.name for path in (storage / "request_cache").iterdir()) == ["team"]

@@ -80,14 +80,13 @@ def _materialized(result: dg.ExecuteInProcessResult) -> set[str]:
     return {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()}
 
 
+def _evaluation(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
+    return evaluation
+
+
 def _check_passed(result: dg.ExecuteInProcessResult, name: str) -> bool:
-    [evaluation] = [
-        event.event_specific_data
-        for event in result.all_events
-        if event.event_type_value == "ASSET_CHECK_EVALUATION"
-        and event.event_specific_data.check_name == name
-    ]
-    return evaluation.passed
+    return _evaluation(result, name).passed
 
 
 def test_a_rerun_with_one_row_changed_submits_exactly_that_request(
@@ -258,11 +257,8 @@ def test_the_budget_guard_blocks_over_the_limit_and_passes_when_approved(
 
     assert calls(api, "POST /v1/files") == 0 and calls(api, "POST /v1/batches") == 0
     assert f"{NAME}_batch" not in _materialized(blocked)
-    [evaluation] = [
-        event.event_specific_data
-        for event in blocked.all_events
-        if event.event_type_value == "ASSET_CHECK_EVALUATION"
-    ]
+    assert [e.check_name for e in blocked.get_asset_check_evaluations()] == ["cost_within_budget"]
+    evaluation = _evaluation(blocked, "cost_within_budget")
     assert not evaluation.passed
     assert evaluation.description is not None
     assert "against max_cost_usd $0.000001" in evaluation.description
