@@ -1,8 +1,9 @@
 """Pipeline figures on the local Batch API and a real Dagster instance: one JSON object per line.
 
-- `sensor_tick`: one tick of `batch_completion_sensor` with 500 batches in flight (each its own
-  submission, so the tick also reads 500 materializations), against one `batches.retrieve` per
-  batch. Target: at most 10 API calls and under 2 s.
+- `sensor_tick`: one tick of `batch_completion_sensor` with 5,000 batches in flight (each its own
+  submission, so the tick also reads 5,000 materializations), against one `batches.retrieve` per
+  batch; then the same with 500. Target: at most ceil(n / 100) + 1 API calls (one listing page
+  of 100 batches each, and one more) and under 2 s.
 - `end_to_end`: n chat requests from a polars DataFrame, 4 shards, through every stage to the
   joined results, at n=20,000 and n=200,000, each stage the best of 3 runs (each run in its own
   process, so each peak RSS is its own); the second line also shows how each stage grew for 10x
@@ -58,8 +59,8 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-bench-local"
 REPEATS = 3
-IN_FLIGHT = 500
-MAX_TICK_CALLS = 10
+IN_FLIGHT_SIZES = (5_000, 500)
+LIST_PAGE = 100  # batches per page of `batches.list`, the most the API returns at once
 MAX_TICK_SECONDS = 2.0
 END_TO_END_SIZES = (20_000, 200_000)
 SHARDS = 4
@@ -202,8 +203,13 @@ def start_in_flight(client: OpenAI, count: int) -> list[str]:
     return batch_ids
 
 
-def bench_sensor_tick(repeats: int) -> None:
-    """One sensor tick with IN_FLIGHT batches in flight, against one retrieve per batch."""
+def max_tick_calls(in_flight: int) -> int:
+    """The API calls a tick may make: one listing page per 100 batches in flight, and one more."""
+    return math.ceil(in_flight / LIST_PAGE) + 1
+
+
+def bench_sensor_tick(in_flight: int, repeats: int) -> dict[str, Any]:
+    """One sensor tick with `in_flight` batches in flight, against one retrieve per batch."""
     with tempfile.TemporaryDirectory() as tmp:
         # Nothing finishes for days at this pace: every batch stays in flight.
         api = LocalBatchAPIProcess(
@@ -211,7 +217,7 @@ def bench_sensor_tick(repeats: int) -> None:
         ).start()
         try:
             client = OpenAI(base_url=api.base_url, api_key=API_KEY, max_retries=0)
-            batch_ids = start_in_flight(client, IN_FLIGHT)
+            batch_ids = start_in_flight(client, in_flight)
             client.close()
             defs = dg.Definitions.merge(
                 build_batch_pipeline(
@@ -260,24 +266,24 @@ def bench_sensor_tick(repeats: int) -> None:
             server_rss = peak_rss_mb(api.process.pid) if api.process else None
         finally:
             api.stop()
-    met = calls_made <= MAX_TICK_CALLS and ours_s < MAX_TICK_SECONDS
-    emit(
-        {
-            "name": "sensor_tick",
-            "n": IN_FLIGHT,
-            "ours_s": round(ours_s, 4),
-            "baseline_s": round(baseline_s, 4),
-            "ratio": round(baseline_s / ours_s, 2),
-            "peak_rss_mb": peak_rss_mb(),
-            "api_calls": calls_made,
-            "api_calls_by_route": routes,
-            "baseline_api_calls": baseline_calls,
-            "submissions": IN_FLIGHT,
-            "server_peak_rss_mb": server_rss,
-            "target": f"api_calls <= {MAX_TICK_CALLS} and ours_s < {MAX_TICK_SECONDS}",
-            "met": met,
-        }
-    )
+    max_calls = max_tick_calls(in_flight)
+    met = calls_made <= max_calls and ours_s < MAX_TICK_SECONDS
+    figure = {
+        "name": "sensor_tick",
+        "n": in_flight,
+        "ours_s": round(ours_s, 4),
+        "baseline_s": round(baseline_s, 4),
+        "ratio": round(baseline_s / ours_s, 2),
+        "peak_rss_mb": peak_rss_mb(),
+        "api_calls": calls_made,
+        "api_calls_by_route": routes,
+        "baseline_api_calls": baseline_calls,
+        "submissions": in_flight,
+        "server_peak_rss_mb": server_rss,
+        "target": f"api_calls <= {max_calls} and ours_s < {MAX_TICK_SECONDS}",
+        "met": met,
+    }
+    return figure
 
 
 def review_frame(n: int) -> pl.DataFrame:
@@ -575,7 +581,10 @@ def main() -> None:
     figures = args.figure or ["sensor_tick", "end_to_end"]
     storages = list(dict.fromkeys(args.storage or ["local"]))
     if "sensor_tick" in figures:
-        bench_sensor_tick(args.repeats)
+        large = bench_sensor_tick(IN_FLIGHT_SIZES[0], args.repeats)
+        emit(large)
+        small = bench_sensor_tick(IN_FLIGHT_SIZES[1], args.repeats)
+        emit(small | {"growth": round(large["ours_s"] / small["ours_s"], 2)})
     if "end_to_end" in figures:
         sizes = args.n or list(END_TO_END_SIZES)
         if args.raw:

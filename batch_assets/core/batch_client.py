@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import httpx2
-from openai import APIConnectionError, AzureOpenAI, OpenAI
+import msgspec
+from openai import APIConnectionError, AzureOpenAI, OpenAI, omit
+from openai.pagination import SyncCursorPage
 from openai.types import Batch, FileObject
 
 from batch_assets.core.limits import BatchEndpoint, CompletionWindow
@@ -20,6 +22,8 @@ DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 DOWNLOAD_ATTEMPTS = 5
 PARTIAL_CONTENT = 206
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_Item = TypeVar("_Item")
+_BatchList = msgspec.json.Decoder(dict[str, Any])
 
 
 @dataclass(frozen=True)
@@ -103,8 +107,8 @@ class BatchClient:
         found: dict[str, FileObject] = {}
         if not filenames:
             return found
-        page = self._client.files.list(purpose=purpose, limit=page_size, order="desc")
-        for _ in range(max_pages):
+        first = self._client.files.list(purpose=purpose, limit=page_size, order="desc")
+        for page in _pages(first, max_pages):
             for file in page.data:
                 if (
                     file.filename in filenames
@@ -112,9 +116,8 @@ class BatchClient:
                     and file.status != "error"
                 ):
                     found[file.filename] = file
-            if len(found) == len(filenames) or not page.has_next_page():
+            if len(found) == len(filenames):
                 break
-            page = page.get_next_page()
         return found
 
     def create(
@@ -157,24 +160,38 @@ class BatchClient:
         """Every batch, newest first, a page of `page_size` per call."""
         yield from self._client.batches.list(limit=page_size)
 
+    def _batch_pages(self, page_size: int, max_pages: int) -> Iterator[list[dict[str, Any]]]:
+        """The batches of each list page, newest first, as plain JSON objects (at most
+        `max_pages` calls): typed records are built only for the batches the caller keeps."""
+        after: str | Any = omit
+        for _ in range(max_pages):
+            response = self._client.batches.with_raw_response.list(limit=page_size, after=after)
+            page = _BatchList.decode(response.content)
+            data: list[dict[str, Any]] = page.get("data") or []
+            yield data
+            if not page.get("has_more") or not data:
+                return
+            after = data[-1]["id"]
+
     def find_batches(
-        self, batch_ids: set[str], *, max_pages: int = 10, page_size: int = 100
+        self, batch_ids: set[str], *, extra_pages: int = 10, page_size: int = 100
     ) -> dict[str, Batch]:
         """The named batches, read from list pages (newest first) rather than one call each.
 
-        Batches not seen in the first `max_pages` pages are retrieved one by one.
+        Reads at most as many pages as the named batches fill, plus `extra_pages` for batches
+        of others listed among them; batches not seen by then are retrieved one by one.
         """
         wanted = set(batch_ids)
         found: dict[str, Batch] = {}
-        page = self._client.batches.list(limit=page_size)
-        for _ in range(max_pages):
-            for batch in page.data:
-                if batch.id in wanted:
+        max_pages = -(-len(wanted) // page_size) + extra_pages
+        for page in self._batch_pages(page_size, max_pages):
+            for item in page:
+                if item.get("id") in wanted:
+                    batch = listed_batch(item)
                     found[batch.id] = batch
                     wanted.discard(batch.id)
-            if not wanted or not page.has_next_page():
+            if not wanted:
                 break
-            page = page.get_next_page()
         for batch_id in wanted:
             found[batch_id] = self.retrieve(batch_id)
         return found
@@ -184,15 +201,13 @@ class BatchClient:
     ) -> dict[str, Batch]:
         """Recent batches whose `metadata[key]` is one of `values`, newest first wins."""
         found: dict[str, Batch] = {}
-        page = self._client.batches.list(limit=page_size)
-        for _ in range(max_pages):
-            for batch in page.data:
-                value = (batch.metadata or {}).get(key)
+        for page in self._batch_pages(page_size, max_pages):
+            for item in page:
+                value = (item.get("metadata") or {}).get(key)
                 if value in values and value not in found:
-                    found[value] = batch
-            if len(found) == len(values) or not page.has_next_page():
+                    found[value] = listed_batch(item)
+            if len(found) == len(values):
                 break
-            page = page.get_next_page()
         return found
 
     def download(
@@ -227,3 +242,22 @@ class BatchClient:
                 if attempt == attempts:
                     raise
         return size
+
+
+def _pages(first: SyncCursorPage[_Item], max_pages: int) -> Iterator[SyncCursorPage[_Item]]:
+    """`first` and the pages after it, at most `max_pages`; a page is fetched only when asked."""
+    page = first
+    for read in range(1, max_pages + 1):
+        yield page
+        if read == max_pages or not page.has_next_page():
+            return
+        page = page.get_next_page()
+
+
+def listed_batch(item: dict[str, Any]) -> Batch:
+    """A listed batch as the SDK's record: validated (fast), else built as the SDK builds it
+    (leniently: a status or field newer than this SDK)."""
+    try:
+        return Batch.model_validate(item)
+    except ValueError:  # pydantic's ValidationError
+        return Batch.construct(**item)

@@ -8,8 +8,9 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
+from openai.types import Batch
 
-from batch_assets.core.batch_client import BackendSettings, BatchClient
+from batch_assets.core.batch_client import BackendSettings, BatchClient, listed_batch
 from tests.local_api.helpers import chat_request, jsonl
 from tests.local_api_server import LocalBatchAPI, wait_for
 
@@ -55,19 +56,62 @@ def test_upload_create_find_and_download(client: BatchClient, tmp_path: Path) ->
     assert client.find_by_metadata("key", {"k1", "k2"}) == {"k1": done}
 
 
-def test_find_batches_reads_list_pages_and_retrieves_the_rest(
+def _create_batches(client: BatchClient, file_id: str, count: int) -> list[str]:
+    return [
+        client.create(
+            file_id, endpoint="/v1/chat/completions", completion_window="24h", metadata={}
+        ).id
+        for _ in range(count)
+    ]
+
+
+def test_find_batches_reads_as_many_list_pages_as_the_batches_fill(
+    start_local_api, tmp_path: Path
+) -> None:
+    server: LocalBatchAPI = start_local_api()
+    client = BatchClient.connect(BackendSettings(api_key="sk-x", base_url=server.base_url))
+    uploaded = client.upload(_requests_file(tmp_path / "in.jsonl", 1))
+    ids = _create_batches(client, uploaded.id, 7)
+    server.admin("DELETE", "stats")
+
+    found = client.find_batches(set(ids), page_size=2, extra_pages=0)
+
+    assert {batch_id: batch.id for batch_id, batch in found.items()} == {i: i for i in ids}
+    # 7 batches fill 4 pages of 2: four list calls, no retrieve
+    assert server.admin("GET", "stats")["calls"] == {"GET /v1/batches": 4}
+
+
+def test_find_batches_retrieves_what_the_pages_leave_out(start_local_api, tmp_path: Path) -> None:
+    server: LocalBatchAPI = start_local_api()
+    client = BatchClient.connect(BackendSettings(api_key="sk-x", base_url=server.base_url))
+    uploaded = client.upload(_requests_file(tmp_path / "in.jsonl", 1))
+    ids = _create_batches(client, uploaded.id, 7)
+    _create_batches(client, uploaded.id, 5)  # newer batches of others, listed first
+    server.admin("DELETE", "stats")
+
+    found = client.find_batches(set(ids), page_size=2, extra_pages=1)
+
+    assert {batch_id: batch.id for batch_id, batch in found.items()} == {i: i for i in ids}
+    # 4 + 1 pages of 2 show the 5 others and 5 of ours; the 2 oldest are retrieved
+    assert server.admin("GET", "stats")["calls"] == {
+        "GET /v1/batches": 5,
+        "GET /v1/batches/{id}": 2,
+    }
+
+
+def test_a_listed_batch_newer_than_the_sdk_is_kept_as_it_came(
     client: BatchClient, tmp_path: Path
 ) -> None:
     uploaded = client.upload(_requests_file(tmp_path / "in.jsonl", 1))
-    ids = [
-        client.create(
-            uploaded.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={}
-        ).id
-        for _ in range(7)
-    ]
-    found = client.find_batches(set(ids), page_size=2, max_pages=2)
-    assert set(found) == set(ids)
-    assert all(found[batch_id].id == batch_id for batch_id in ids)
+    listed = client.create(
+        uploaded.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={}
+    ).model_dump()
+
+    assert listed_batch(listed) == Batch.model_validate(listed)
+    newer = listed | {"status": "paused", "priority": "low"}  # what this SDK does not know
+    batch = listed_batch(newer)
+    assert (batch.id, batch.status) == (listed["id"], "paused")
+    assert batch.model_extra == {"priority": "low"}
 
 
 def test_a_failed_download_leaves_no_file(client: BatchClient, tmp_path: Path) -> None:
