@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
 import threading
 import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from batch_assets.local_api.errors import (
     error_envelope,
     not_found,
 )
+from batch_assets.local_api.helper_process import HelperProcess
+from batch_assets.local_api.json_codec import decode_json, encode_json_line
 from batch_assets.local_api.local_models import BATCH_ANSWER_SECONDS, RequestRejected, respond
 from batch_assets.local_api.settings import Simulation
 from batch_assets.local_api.store import Store
@@ -36,6 +39,12 @@ LINES_PER_STEP = 1000
 # A step stops answering after this long (once a request is answered), so that the batch's
 # progress is checkpointed and other batches get their turn.
 STEP_SECONDS = 0.25
+# A step this long in a batch this large is shared with the helper process (both cores).
+HELPER_MIN_STEP_LINES = 200
+HELPER_MIN_BATCH_LINES = 5000
+# Far longer than half a step takes (each request stops at BATCH_ANSWER_SECONDS): a helper that
+# has not answered by then is taken to hang.
+HELPER_WAIT_SECONDS = 60.0
 ACTIVE_WAIT_SECONDS = 0.02
 IDLE_WAIT_SECONDS = 1.0
 DEFAULT_OUTPUT_EXPIRY_SECONDS = 30 * 86400
@@ -105,6 +114,69 @@ def _output_order(line: tuple[str, bytes]) -> bytes:
     return hashlib.blake2b(line[0].encode("utf-8", "surrogatepass"), digest_size=8).digest()
 
 
+@dataclass(frozen=True)
+class _AnswerJob:
+    """What answering a batch's requests needs besides the lines (sent to the helper too)."""
+
+    endpoint: str
+    input_digest: str
+    timeout_rate: float
+    fail_rate: float
+    created: int
+    stop_at: float  # time.monotonic() after which no more requests are started
+
+
+def answer_lines(job: _AnswerJob, raws: list[bytes]) -> list[RequestResult]:
+    """Answer request lines in order until `job.stop_at` (at least one)."""
+    results: list[RequestResult] = []
+    for raw in raws:
+        if results and time.monotonic() >= job.stop_at:
+            break
+        results.append(_result(job, decode_json(raw)))
+    return results
+
+
+def _result(job: _AnswerJob, request: dict[str, Any]) -> RequestResult:
+    """One request's result; whatever answering it raises gives it an error line instead."""
+    custom_id = request["custom_id"]
+    try:
+        return _answered_result(job, request)
+    except Exception as exc:
+        log.exception("answering request %r failed", custom_id[:64])
+        status_code, body = _failure_answer(exc)
+        return RequestResult(custom_id, _http_line(custom_id, status_code, body), False)
+
+
+def _answered_result(job: _AnswerJob, request: dict[str, Any]) -> RequestResult:
+    custom_id = request["custom_id"]
+    if times_out_by_rate(custom_id, job.timeout_rate, job.input_digest):
+        line = {
+            "id": ids.batch_request_id(),
+            "custom_id": custom_id,
+            "response": None,
+            "error": {"code": "request_timeout", "message": TIMEOUT_MESSAGE},
+        }
+        return RequestResult(custom_id, _encode_line(line), False)
+    failed = fails_by_rate(custom_id, job.fail_rate, job.input_digest)
+    status_code, body = _answer(job.endpoint, request, failed, job.created)
+    encoded = _http_line(custom_id, status_code, body)
+    if status_code != 200:
+        return RequestResult(custom_id, encoded, False)
+    return RequestResult(custom_id, encoded, True, *_usage_tokens(body))
+
+
+def _answer(
+    endpoint: str, request: dict[str, Any], failed: bool, created: int
+) -> tuple[int, dict[str, Any]]:
+    if failed:
+        return 500, error_envelope(SERVER_ERROR_MESSAGE, type="server_error")
+    try:
+        deadline = time.monotonic() + BATCH_ANSWER_SECONDS
+        return 200, respond(endpoint, request["body"], created=created, deadline=deadline)
+    except RequestRejected as rejected:
+        return rejected.status_code, rejected.envelope()
+
+
 def derived_file_id(batch_id: str, kind: str) -> str:
     """The id of a batch's output or error file: fixed, so a restart never publishes it twice."""
     return "file-" + hashlib.sha256(f"{batch_id}/{kind}".encode()).hexdigest()[:22]
@@ -128,6 +200,7 @@ class BatchEngine:
         self._cut_files: set[str] = set()
         self._step_failures: dict[str, int] = {}
         self._pauses_logged: set[tuple[str, str]] = set()
+        self._helper = HelperProcess()
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -140,6 +213,7 @@ class BatchEngine:
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+        self._helper.close()
 
     def wake(self) -> None:
         """Look at the batches now rather than at the next tick."""
@@ -465,15 +539,55 @@ class BatchEngine:
         self, obj: dict[str, Any], progress: dict[str, Any], count: int, created: int
     ) -> AnsweredLines:
         """Answer up to `count` requests from the last checkpoint, for at most `STEP_SECONDS`
-        (at least one request); reads the input file and changes nothing else."""
-        results: list[RequestResult] = []
-        stop_at = time.monotonic() + STEP_SECONDS
+        (at least one request); reads the input file and changes nothing else.
+
+        In a large batch, once the helper process is up, it answers the first half of the lines
+        while this thread answers the second; the answers kept run on from the checkpoint.
+        """
         with self.store.file_path(obj["input_file_id"]).open("rb") as source:
             source.seek(progress["offset"])
-            while len(results) < count and (not results or time.monotonic() < stop_at):
-                request = json.loads(source.readline())
-                results.append(self._result(obj["endpoint"], request, progress, created))
-            return AnsweredLines(progress["line"], source.tell(), results)
+            raws = [source.readline() for _ in range(count)]
+        job = _AnswerJob(
+            obj["endpoint"],
+            progress.get("input_digest", ""),
+            self.settings.timeout_rate,
+            self.settings.fail_rate,
+            created,
+            time.monotonic() + STEP_SECONDS,
+        )
+        half = len(raws) // 2 if self._helper_wanted(progress, len(raws)) else 0
+        theirs = self._helper.submit(answer_lines, job, raws[:half]) if half else None
+        if theirs is None:
+            half = 0
+        own = answer_lines(job, raws[half:])
+        results = own if theirs is None else self._joined(job, raws[:half], theirs, own)
+        end_offset = progress["offset"] + sum(len(raw) for raw in raws[: len(results)])
+        return AnsweredLines(progress["line"], end_offset, results)
+
+    def _helper_wanted(self, progress: dict[str, Any], count: int) -> bool:
+        """Whether the helper process should take half of this step (starting it if need be)."""
+        return (
+            count >= HELPER_MIN_STEP_LINES
+            and progress["total"] >= HELPER_MIN_BATCH_LINES
+            and self._helper.ready()
+        )
+
+    def _joined(
+        self,
+        job: _AnswerJob,
+        first: list[bytes],
+        theirs: Future[list[RequestResult]],
+        own: list[RequestResult],
+    ) -> list[RequestResult]:
+        """The helper's answers to `first` and then `own`; only the helper's if it stopped short.
+        A helper that died or hangs is dropped and its lines are answered here."""
+        try:
+            answered = theirs.result(timeout=HELPER_WAIT_SECONDS)
+        except (BrokenProcessPool, TimeoutError):
+            log.warning("the helper process of the batch engine failed; the engine works alone")
+            self._helper.close()
+            answered = answer_lines(job, first)
+        return answered if len(answered) < len(first) else answered + own
 
     def _record_answers(
         self, obj: dict[str, Any], progress: dict[str, Any], answered: AnsweredLines
@@ -496,50 +610,6 @@ class BatchEngine:
             usage["output_tokens"] += result.output_tokens
             usage["total_tokens"] += result.input_tokens + result.output_tokens
 
-    def _result(
-        self, endpoint: str, request: dict[str, Any], progress: dict[str, Any], created: int
-    ) -> RequestResult:
-        """One request's result; whatever answering it raises gives it an error line instead."""
-        custom_id = request["custom_id"]
-        try:
-            return self._answered_result(endpoint, request, progress, created)
-        except Exception as exc:
-            log.exception("answering request %r failed", custom_id[:64])
-            status_code, body = _failure_answer(exc)
-            return RequestResult(custom_id, _http_line(custom_id, status_code, body), False)
-
-    def _answered_result(
-        self, endpoint: str, request: dict[str, Any], progress: dict[str, Any], created: int
-    ) -> RequestResult:
-        custom_id = request["custom_id"]
-        input_digest = progress.get("input_digest", "")
-        if times_out_by_rate(custom_id, self.settings.timeout_rate, input_digest):
-            line = {
-                "id": ids.batch_request_id(),
-                "custom_id": custom_id,
-                "response": None,
-                "error": {"code": "request_timeout", "message": TIMEOUT_MESSAGE},
-            }
-            return RequestResult(custom_id, _encode_line(line), False)
-        failed = fails_by_rate(custom_id, self.settings.fail_rate, input_digest)
-        status_code, body = self._answer(endpoint, request, failed, created)
-        encoded = _http_line(custom_id, status_code, body)
-        if status_code != 200:
-            return RequestResult(custom_id, encoded, False)
-        return RequestResult(custom_id, encoded, True, *_usage_tokens(body))
-
-    @staticmethod
-    def _answer(
-        endpoint: str, request: dict[str, Any], failed: bool, created: int
-    ) -> tuple[int, dict[str, Any]]:
-        if failed:
-            return 500, error_envelope(SERVER_ERROR_MESSAGE, type="server_error")
-        try:
-            deadline = time.monotonic() + BATCH_ANSWER_SECONDS
-            return 200, respond(endpoint, request["body"], created=created, deadline=deadline)
-        except RequestRejected as rejected:
-            return rejected.status_code, rejected.envelope()
-
     def _write_unfinished(self, obj: dict[str, Any], progress: dict[str, Any], code: str) -> None:
         """Give every request not yet answered an error line with `code`."""
         if progress["total"] == 0:
@@ -554,7 +624,7 @@ class BatchEngine:
             for raw in source:
                 line = {
                     "id": ids.batch_request_id(),
-                    "custom_id": json.loads(raw)["custom_id"],
+                    "custom_id": decode_json(raw)["custom_id"],
                     "response": None,
                     "error": {"code": code, "message": message},
                 }
@@ -731,10 +801,8 @@ def _http_line(custom_id: str, status_code: int, body: dict[str, Any]) -> bytes:
 
 
 def _encode_line(line: dict[str, Any]) -> bytes:
-    """One JSONL line; numbers that are not finite (not JSON) make it raise."""
-    return (json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n").encode(
-        "utf-8", "surrogatepass"
-    )
+    """One compact JSONL line; numbers that are not finite (not JSON) make it raise."""
+    return encode_json_line(line)
 
 
 def _usage_tokens(body: dict[str, Any]) -> tuple[int, int]:

@@ -6,18 +6,24 @@ import secrets
 import string
 
 _ALPHANUMERIC = string.digits + string.ascii_uppercase + string.ascii_lowercase
-# A base62 digit holds log2(62) = 5.95 bits: 0.75 bytes a digit (and one over) fill every digit.
-_BYTES_PER_DIGIT = 0.75
+# Random bytes below 248 (4 x 62) map evenly onto the 62 letters and digits; the rest are dropped.
+_KEPT_BYTES = 4 * len(_ALPHANUMERIC)
+_BYTE_TO_DIGIT = bytes(ord(_ALPHANUMERIC[b % 62]) for b in range(_KEPT_BYTES)) + bytes(
+    256 - _KEPT_BYTES
+)
+_DROPPED_BYTES = bytes(range(_KEPT_BYTES, 256))
+# Bytes drawn per digit wanted: enough that a draw almost never comes up short.
+_DRAW_SLACK = 8
 
 
 def _alphanumeric(length: int) -> str:
-    """`length` random letters and digits (base62), from the system's random source."""
-    number = int.from_bytes(secrets.token_bytes(int(length * _BYTES_PER_DIGIT) + 1))
-    chars = []
-    for _ in range(length):
-        number, rest = divmod(number, 62)
-        chars.append(_ALPHANUMERIC[rest])
-    return "".join(chars)
+    """`length` random letters and digits (base62, each equally likely), from the system's
+    random source."""
+    digits = b""
+    while len(digits) < length:
+        drawn = secrets.token_bytes(length + _DRAW_SLACK)
+        digits += drawn.translate(_BYTE_TO_DIGIT, _DROPPED_BYTES)
+    return digits[:length].decode("ascii")
 
 
 def file_id() -> str:

@@ -688,7 +688,8 @@ class _Builder:
             if unique and not self.stopped and _canonical(value) in seen and len(out) >= low:
                 self._restore(before)
                 break
-            seen.add(_canonical(value))
+            if unique:
+                seen.add(_canonical(value))
             out.append(value)
         return out
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batch_assets.local_api.errors import shown
+from batch_assets.local_api.json_codec import decode_json
 from batch_assets.local_api.local_models import (
     count_embedding_inputs,
     estimate_input_tokens,
@@ -131,14 +131,22 @@ def _parse_line(raw: bytes, number: int) -> tuple[Any, dict[str, Any] | None]:
     """
     reason = ""
     try:
-        request = json.loads(raw)
-        if not (_MAY_HOLD_SURROGATE.search(raw) and _holds_lone_surrogate(request)):
+        request = decode_json(raw)
+        if not (_may_hold_surrogate(raw) and _holds_lone_surrogate(request)):
             return request, None
         reason = ": it holds a lone UTF-16 surrogate, which is not valid Unicode"
     except Exception as exc:
         reason = f": {describe_failure(exc)}" if isinstance(exc, RecursionError) else ""
     message = f"This line is not parseable as valid JSON{reason}."
     return None, batch_error("invalid_json_line", message, line=number)
+
+
+def _may_hold_surrogate(raw: bytes) -> bool:
+    """Whether a line may hold a surrogate (`_MAY_HOLD_SURROGATE`; the regex runs only on lines
+    that hold a JSON escape or an 0xed byte at all)."""
+    if b"\\u" not in raw and b"\xed" not in raw:
+        return False
+    return _MAY_HOLD_SURROGATE.search(raw) is not None
 
 
 @dataclass

@@ -1,10 +1,14 @@
 """The walk over a whole request body: its depth, lone surrogates and numbers past a double."""
 
+from __future__ import annotations
+
+import copy
 import math
 import re
 from collections.abc import Iterable
 from typing import Any
 
+from batch_assets.local_api.json_codec import value_key
 from batch_assets.local_api.json_schema_instance import fits_double
 from batch_assets.local_api.local_models.rejections import RequestRejected
 
@@ -29,7 +33,11 @@ def check_body_values(body: dict[str, Any]) -> None:
     One walk over the containers; containers of plain ASCII strings, booleans, nulls or integers
     are passed at C speed, and a path is spelt out only for an error.
     """
-    stack: list[tuple[object, int, _Path]] = [(body, 1, None)]
+    _walk([(body, 1, None)])
+
+
+def _walk(stack: list[tuple[Any, int, _Path]]) -> None:
+    """Walk containers from `stack` (value, depth, path) down, raising at the first problem."""
     while stack:
         value, depth, path = stack.pop()
         if depth > MAX_BODY_DEPTH:
@@ -59,6 +67,69 @@ def check_body_values(body: dict[str, Any]) -> None:
 
 
 _Path = tuple["_Path", str | int] | None  # (parent path, key or index)
+
+# The rest of bodies found clean before (all but the part each request has of its own), by value.
+_CLEAN_RESTS: dict[bytes, dict[str, Any]] = {}
+_CLEAN_RESTS_SIZE = 256
+# The containers of the kept rests, by id (kept alive here).
+_SHARED_VALUES: dict[int, object] = {}
+
+
+def check_templated_body(body: dict[str, Any], own: str) -> dict[str, Any]:
+    """`check_body_values`, walking only `body[own]` when the rest of the body (what a batch's
+    requests share: the model, the parameters, a schema) was found clean before; returns the
+    body to answer, whose shared values are then the very objects found clean before (equal to
+    the request's, types included), so that later caches know them by identity.
+
+    A clean part raises nothing wherever the walk meets it, so leaving it out changes neither
+    whether the body is refused nor which error comes first.
+    """
+    if own not in body:
+        check_body_values(body)
+        return body
+    rest = {key: value for key, value in body.items() if key != own}
+    key = value_key(rest)
+    known = None if key is None else _CLEAN_RESTS.get(key)
+    if known is None or known != rest:
+        check_body_values(body)
+        if key is None:
+            return body
+        known = _keep_clean_rest(key, rest)
+    else:
+        _check_member(body[own], own)
+    return {name: value if name == own else known[name] for name, value in body.items()}
+
+
+def _keep_clean_rest(key: bytes, rest: dict[str, Any]) -> dict[str, Any]:
+    """Keep a private copy of a clean rest; its containers become shared values."""
+    if len(_CLEAN_RESTS) >= _CLEAN_RESTS_SIZE:
+        _CLEAN_RESTS.clear()
+        _SHARED_VALUES.clear()
+    kept = copy.deepcopy(rest)
+    _CLEAN_RESTS[key] = kept
+    for value in kept.values():
+        if isinstance(value, dict | list):
+            _SHARED_VALUES[id(value)] = value
+    return kept
+
+
+def is_shared_value(value: object) -> bool:
+    """Whether `value` is one of the kept values of a clean rest: a private object no request
+    changes, which caches may know by identity."""
+    return _SHARED_VALUES.get(id(value)) is value
+
+
+def _check_member(value: object, name: str) -> None:
+    """Check one top-level member of a body as `check_body_values` would."""
+    path: _Path = (None, name)
+    kind = type(value)
+    if kind is str:
+        if holds_lone_surrogate(value):  # type: ignore[arg-type]
+            raise _lone_surrogate(_param_path(path))
+    elif kind is dict or kind is list:
+        _walk([(value, 2, path)])
+    elif (kind is float or kind is int) and not fits_double(value):  # type: ignore[arg-type]
+        raise _outside_double(_param_path(path), value)  # type: ignore[arg-type]
 
 
 def _check_keys(value: dict[str, Any], path: _Path) -> None:

@@ -5,6 +5,7 @@ from typing import Any
 from batch_assets.local_api import ids
 from batch_assets.local_api.json_schema_instance import GenerationBudget
 from batch_assets.local_api.local_models.answer_text import (
+    Shared,
     answer_seed,
     apply_stop,
     clip_to_budget,
@@ -107,7 +108,11 @@ def answer_chat_completions(
     visible_budget = None if budget is None else budget - thinking
     # the answer depends on what the model reads, not on limits, so a cut answer is a prefix
     answer_key = stable_digest(
-        model, messages, body.get("response_format"), body.get("tools"), body.get("seed")
+        model,
+        messages,
+        Shared(body.get("response_format")),
+        Shared(body.get("tools")),
+        body.get("seed"),
     )
     forced = forced_function(body, nested=True)
     topic = last_user_text(messages)

@@ -5,7 +5,7 @@ from typing import Any
 
 from batch_assets.local_api.json_schema_instance import DeadlinePassed, GenerationBudget
 from batch_assets.local_api.json_values import describe
-from batch_assets.local_api.local_models.body_walk import check_body_values
+from batch_assets.local_api.local_models.body_walk import check_templated_body
 from batch_assets.local_api.local_models.chat_completions import answer_chat_completions
 from batch_assets.local_api.local_models.completions import answer_completions
 from batch_assets.local_api.local_models.embeddings import answer_embeddings
@@ -21,6 +21,15 @@ SUPPORTED_ENDPOINTS: tuple[str, ...] = (
     "/v1/completions",
     "/v1/moderations",
 )
+
+# The part of a body each request of a batch has of its own (the rest comes from a template).
+_OWN_PART = {
+    "/v1/responses": "input",
+    "/v1/chat/completions": "messages",
+    "/v1/embeddings": "input",
+    "/v1/completions": "prompt",
+    "/v1/moderations": "input",
+}
 
 # A batch request's answer stops this long after it starts (its work budget ends it far sooner).
 BATCH_ANSWER_SECONDS = 5.0
@@ -39,7 +48,7 @@ def respond(endpoint: str, body: dict, *, created: int, deadline: float | None =
             f"Invalid type for body: expected an object, but got {describe(body)} instead.",
             code="invalid_type",
         )
-    check_body_values(body)
+    body = check_templated_body(body, _OWN_PART[endpoint])
     reject_unknown_parameters(endpoint, body)
     try:
         return handler(body, created, GenerationBudget(deadline=deadline))

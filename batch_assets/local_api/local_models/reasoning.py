@@ -1,10 +1,12 @@
 """Reasoning models: which models reason and the reasoning tokens an effort spends."""
 
 import re
+from functools import lru_cache
 
 REASONING_TOKENS = {"none": 0, "minimal": 0, "low": 64, "medium": 192, "high": 512, "xhigh": 1024}
 
 
+@lru_cache(maxsize=256)
 def is_reasoning_model(model: str) -> bool:
     """Tell whether a model spends reasoning tokens (o-series and gpt-5 except the chat ones)."""
     name = model.removeprefix("ft:").lower()

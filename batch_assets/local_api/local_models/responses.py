@@ -5,6 +5,7 @@ from typing import Any
 from batch_assets.local_api import ids
 from batch_assets.local_api.json_schema_instance import GenerationBudget
 from batch_assets.local_api.local_models.answer_text import (
+    Shared,
     answer_seed,
     clip_to_budget,
     served_tier,
@@ -98,7 +99,9 @@ def answer_responses(body: dict[str, Any], created: int, work: GenerationBudget)
     if max_output_tokens is not None:
         thinking = min(thinking, max_output_tokens)
     visible_budget = None if max_output_tokens is None else max_output_tokens - thinking
-    answer_key = stable_digest(model, items, instructions, text_options, body.get("tools"))
+    answer_key = stable_digest(
+        model, items, instructions, Shared(text_options), Shared(body.get("tools"))
+    )
     forced = forced_function(body, nested=False)
     if forced is not None:
         name = forced.definition["name"]

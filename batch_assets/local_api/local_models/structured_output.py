@@ -1,21 +1,29 @@
 """Structured outputs: response formats, JSON-schema answers and forced function calls."""
 
+from __future__ import annotations
+
+import copy
 import json
+import json.encoder
 import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from batch_assets.local_api.json_codec import value_key
 from batch_assets.local_api.json_schema_instance import (
     GenerationBudget,
     SchemaRefused,
     instance_for,
 )
 from batch_assets.local_api.local_models.answer_text import answer_seed, canned_sentence
+from batch_assets.local_api.local_models.body_walk import is_shared_value
 from batch_assets.local_api.local_models.rejections import (
     RequestRejected,
     bad_value,
     missing_parameter,
     wrong_type,
 )
+from batch_assets.local_api.schema_plan import SchemaPlan, plan_for
 
 # A cut answer is built this far past its max_tokens (and any stop sequence), then clipped.
 _CUT_SLACK_CHARS = 64
@@ -50,18 +58,57 @@ def _schema_value(
     schema: dict[str, Any], seed: int, generation: Generation, site: SchemaSite
 ) -> str:
     """Build a schema instance as compact JSON, or refuse the request naming the schema."""
+    plan = _plan_of(schema)
     try:
-        value = instance_for(
-            schema,
-            seed=seed,
-            budget=generation.budget,
-            truncate_after=generation.truncate_after,
-        )
+        if plan is not None:
+            value = plan.instance(
+                seed=seed, budget=generation.budget, truncate_after=generation.truncate_after
+            )
+        else:
+            value = instance_for(
+                schema,
+                seed=seed,
+                budget=generation.budget,
+                truncate_after=generation.truncate_after,
+            )
     except SchemaRefused as refused:
         raise RequestRejected(
             f"Invalid schema for {site.label}: {refused}.", param=site.param, code=site.code
         ) from None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT_JSON(value)
+
+
+def _compact_writer() -> Callable[[object], str]:
+    """What `json.dumps(value, ensure_ascii=False, separators=(",", ":"))` writes; the standard
+    library's C encoder is built once (json.dumps builds one per call). Built values hold no
+    cycles."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    default = json.JSONEncoder().default
+    encoder = make(
+        None, default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+    return lambda value: "".join(encoder(value, 0))
+
+
+_COMPACT_JSON = _compact_writer()
+
+
+def _plan_of(schema: dict[str, Any]) -> SchemaPlan | None:
+    """The plan read for this very schema object when its format was first read, if any."""
+    known = _PLANS.get(id(schema))
+    return known[1] if known is not None and known[0] is schema else None
+
+
+def _remember_plan(reading: FormatReading) -> None:
+    """Read the plan of a format's schema, kept by the schema object (which it keeps alive)."""
+    schema = reading[1]
+    if schema is None or id(schema) in _PLANS:
+        return
+    if len(_PLANS) >= _READ_FORMATS_SIZE:
+        _PLANS.clear()
+    _PLANS[id(schema)] = (schema, plan_for(schema))
 
 
 def render_answer(
@@ -127,10 +174,57 @@ def _strict_walk(node: object, context: tuple[str, ...]) -> str | None:
     return None
 
 
+FormatReading = tuple[str, dict[str, Any] | None, dict[str, Any]]
+# Formats read before, by where they sit and their value: a batch's requests share one.
+_READ_FORMATS: dict[tuple[str, bytes], tuple[object, FormatReading]] = {}
+_READ_FORMATS_SIZE = 256
+# The same, by the spec object itself (kept alive here): bodies whose shared part was found clean
+# before carry the very objects seen then.
+_READ_SPECS: dict[int, tuple[object, str, FormatReading]] = {}
+# The plans of the schemas of formats read before, by schema object (kept alive here).
+_PLANS: dict[int, tuple[dict[str, Any], SchemaPlan | None]] = {}
+
+
 def schema_format(
     spec: object, prefix: str, schema_param: str, schema_code: str | None
-) -> tuple[str, dict[str, Any] | None, dict[str, Any]]:
-    """Validate a response_format / text.format; return (kind, schema, echo of the format)."""
+) -> FormatReading:
+    """Validate a response_format / text.format; return (kind, schema, echo of the format).
+
+    A format read before (the same value in the same place) gives the same objects back, read
+    from a private copy: the checks, the strict-schema walk among them, are made once per
+    template. Callers must not change what they get.
+    """
+    if not isinstance(spec, dict):
+        return read_schema_format(spec, prefix, schema_param, schema_code)
+    place = f"{prefix}\n{schema_param}\n{schema_code}"
+    shared = is_shared_value(spec)
+    same = _READ_SPECS.get(id(spec)) if shared else None
+    if same is not None and same[0] is spec and same[1] == place:
+        return same[2]
+    spec_key = value_key(spec)
+    if spec_key is None:
+        return read_schema_format(spec, prefix, schema_param, schema_code)
+    known = _READ_FORMATS.get((place, spec_key))
+    if known is not None and known[0] == spec:
+        reading = known[1]
+    else:
+        private = copy.deepcopy(spec)
+        reading = read_schema_format(private, prefix, schema_param, schema_code)
+        if len(_READ_FORMATS) >= _READ_FORMATS_SIZE:
+            _READ_FORMATS.clear()
+        _READ_FORMATS[(place, spec_key)] = (private, reading)
+        _remember_plan(reading)
+    if shared:
+        if len(_READ_SPECS) >= _READ_FORMATS_SIZE:
+            _READ_SPECS.clear()
+        _READ_SPECS[id(spec)] = (spec, place, reading)
+    return reading
+
+
+def read_schema_format(
+    spec: object, prefix: str, schema_param: str, schema_code: str | None
+) -> FormatReading:
+    """Validate a response_format / text.format afresh; return (kind, schema, echo)."""
     if spec is None:
         return "text", None, {"type": "text"}
     if not isinstance(spec, dict):
