@@ -1,9 +1,9 @@
 """Client-side validation of Batch API request lines, with the rules the Batch API applies.
 
-Two paths give the same answers. The fast path parses whole chunks of lines with polars and
-checks them with vectorized expressions; any line it cannot vouch for (a failed check, or a
-pattern the polars parser reads differently from the `json` module) goes through the precise
-path, one line at a time with `json.loads`, which names the line and the field.
+Two paths give the same answers. The fast path (`request_scan`) decodes whole chunks of lines
+with a typed msgspec decoder and scans their text; any line it cannot vouch for (a failed check,
+or a pattern msgspec reads differently from the `json` module) goes through the precise path, one
+line at a time with `json.loads`, which names the line and the field.
 
 Decisions: a UTF-8 byte order mark is rejected, not stripped (the Batch API reads it as invalid
 JSON on line 1); CRLF line ends are accepted and written out as LF; blank lines are rejected;
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +41,14 @@ from batch_assets.core.portable_json import (
     loads_marking_numbers,
     may_hold_surrogate_escape,
 )
+from batch_assets.core.request_scan import RequestScanner, ScannedChunk
+from batch_assets.core.request_scan import count_embedding_inputs as count_embedding_inputs
 
 BOM = b"\xef\xbb\xbf"
 CHUNK_BYTES = 16 * 1024 * 1024
+# Validation alone (no frames of lines to hand on) reads smaller chunks, which stay in cache while
+# msgspec decodes them and polars scans them.
+SUMMARY_CHUNK_BYTES = 4 * 1024 * 1024
 REQUEST_SCHEMA: dict[str, pl.DataType] = {
     "line": pl.String(),
     "custom_id": pl.String(),
@@ -107,10 +113,19 @@ class ValidationSummary:
 
     def add(self, frame: pl.DataFrame) -> None:
         """Count one validated frame (columns of REQUEST_SCHEMA)."""
-        self.n_requests += frame.height
-        self.n_bytes += int(frame["n_bytes"].sum()) + frame.height
-        self.embedding_inputs += int(frame["embedding_inputs"].sum())
-        for model, count in frame.group_by("model", maintain_order=True).len().iter_rows():
+        models = frame.group_by("model", maintain_order=True).len().iter_rows()
+        n_bytes = int(frame["n_bytes"].sum())
+        self.add_counts(frame.height, n_bytes, dict(models), int(frame["embedding_inputs"].sum()))
+
+    def add_counts(
+        self, n_requests: int, n_bytes: int, models: Mapping[str | None, int], inputs: int
+    ) -> None:
+        """Count validated requests: their bytes without line ends, requests per model, and
+        embedding inputs."""
+        self.n_requests += n_requests
+        self.n_bytes += n_bytes + n_requests
+        self.embedding_inputs += inputs
+        for model, count in models.items():
             self.models[model] = self.models.get(model, 0) + count
 
 
@@ -172,15 +187,6 @@ def _describe(value: object) -> str:
     if isinstance(value, OutOfRangeNumber):
         return f"number {value.token[:40]}"
     return f"{_json_type(value)}"
-
-
-def count_embedding_inputs(value: object) -> int:
-    """How many inputs an embeddings `input` holds: a string or one token array counts 1."""
-    if isinstance(value, list):
-        if value and all(isinstance(x, int) and not isinstance(x, bool) for x in value):
-            return 1
-        return len(value)
-    return 1
 
 
 def check_request(
@@ -324,40 +330,13 @@ def empty_input_error(source: str | None) -> RequestValidationError:
 
 
 class _Checker:
-    """The rules for one endpoint, compiled into polars patterns and a parse schema."""
+    """The rules for one endpoint: the fast path (`RequestScanner`) and the precise path."""
 
     def __init__(self, endpoint: str, limits: BatchLimits, source: str | None) -> None:
         self.endpoint = check_endpoint(endpoint)
         self.limits = limits
         self.source = source
-        self.embeddings = endpoint == EMBEDDINGS
-        self.model_optional = endpoint in MODEL_OPTIONAL_ENDPOINTS
-        body: dict[str, pl.DataType] = {"model": pl.String()}
-        keys = "custom_id|method|url|body|model"
-        # Lines the polars parser may read differently from `json.loads`: a non-string value
-        # where a string belongs (polars reads 5 as "5" and [1] as "[1]"), a key written with
-        # \u escapes, a surrogate escape in custom_id or model, a high surrogate escape not
-        # followed by another escape (polars reads a lone one as NUL; any other lone surrogate
-        # and any number beyond a double fail the whole chunk), (embeddings) token arrays.
-        guards = [
-            r'"(?:custom_id|model)"\s*:\s*[-0-9tf\[{]',
-            r'\\u[0-9A-Fa-f]{4}(?:[^"\\]|\\.)*"\s*:',
-            r'"(?:custom_id|model)"\s*:\s*"(?:[^"\\]|\\.)*\\u[dD][89a-fA-F]',
-            r"\\u[dD][89abAB][0-9a-fA-F]{2}(?:[^\\]|\\[^u])",
-        ]
-        if self.embeddings:
-            body["input"] = pl.List(pl.String())
-            keys += "|input"
-            guards.append(r'"input"\s*:\s*\[\s*[-0-9\[]')
-        self.schema: dict[str, pl.DataType] = {
-            "custom_id": pl.String(),
-            "method": pl.String(),
-            "url": pl.String(),
-            "body": pl.Struct(body),
-        }
-        self.guard_pattern = "|".join(guards)
-        # Each watched key once, so polars (first copy wins) and `json` (last wins) agree.
-        self.key_pattern = f'"(?:{keys})"\\s*:'
+        self.scanner = RequestScanner(self.endpoint, limits)
 
     def error(self, detail: str, *, line: int | None = None, **kwargs: Any) -> Exception:
         return RequestValidationError(detail, line=line, source=self.source, **kwargs)
@@ -372,79 +351,63 @@ class _Checker:
         )
 
     def analyze(
-        self, data: bytes, first_line: int
-    ) -> tuple[pl.DataFrame, RequestValidationError | None]:
-        """Validate a chunk of whole lines, each ending in LF; return the valid rows before the
-        first problem (columns of REQUEST_SCHEMA), and that problem."""
-        try:
-            lines = pl.read_lines(data)
-            parsed = pl.read_ndjson(data, schema=self.schema)
-        except pl.exceptions.PolarsError:
-            return self._analyze_precisely(data, first_line)
-        if parsed.height != lines.height:  # polars skips blank lines
-            return self._analyze_precisely(data, first_line)
-        line = pl.col("line")
-        body = pl.col("body")
-        model = body.struct.field("model")
-        n_bytes = line.str.len_bytes().cast(pl.Int64)
-        expected_keys = 4 + model.is_not_null().cast(pl.Int64)
-        if self.embeddings:
-            inputs = body.struct.field("input").list.len().cast(pl.Int64).fill_null(1)
-            expected_keys = expected_keys + body.struct.field("input").is_not_null()
-        else:
-            inputs = pl.lit(0, dtype=pl.Int64)
-        model_ok = model.str.len_bytes() > 0
-        if self.model_optional:
-            model_ok = model_ok | model.is_null()
-        ok = (
-            (pl.col("custom_id").str.len_bytes() > 0)
-            & (pl.col("method") == "POST")
-            & (pl.col("url") == self.endpoint)
-            & body.is_not_null()
-            & model_ok
-            & (n_bytes < self.limits.max_bytes)
-            & (inputs <= self.limits.max_embedding_inputs)
-            & ~line.str.contains(self.guard_pattern)
-            & (line.str.count_matches(self.key_pattern) == expected_keys)
-        ).fill_null(False)
-        frame = pl.concat([lines, parsed], how="horizontal").select(
-            line,
-            pl.col("custom_id"),
-            model.alias("model"),
-            n_bytes.alias("n_bytes"),
-            inputs.alias("embedding_inputs"),
-            (~ok).alias("flagged"),
+        self, data: bytes, first_line: int, *, with_lines: bool = True
+    ) -> tuple[_Rows, RequestValidationError | None]:
+        """Validate a chunk of whole lines, each ending in LF: the valid rows before the first
+        problem (with their frame of REQUEST_SCHEMA if `with_lines`), and that problem."""
+        scanned = self.scanner.scan(data, with_lines=with_lines)
+        if scanned is None:
+            frame, error = self._analyze_precisely(data, first_line)
+            return _Rows.of_frame(frame), error
+        error = self._recheck(scanned, first_line)
+        n_rows = scanned.n_rows if error is None else (error.line or first_line) - first_line
+        if with_lines:
+            return _Rows.of_frame(self._frame(scanned).head(n_rows)), error
+        n_bytes = scanned.n_bytes
+        if n_rows < scanned.n_rows:
+            n_bytes = int(scanned.lines().head(n_rows).str.len_bytes().sum())
+        inputs = scanned.embedding_inputs
+        whole = n_rows == scanned.n_rows
+        rows = _Rows(
+            pl.Series("custom_id", scanned.custom_ids[:n_rows], dtype=pl.String),
+            n_bytes,
+            Counter(scanned.models if whole else scanned.models[:n_rows]),
+            0 if inputs is None else sum(inputs[:n_rows]),
         )
-        flagged = frame["flagged"]
-        frame = frame.drop("flagged")
-        if not flagged.any():
-            return frame, None
-        return self._recheck(frame, flagged.arg_true().to_list(), first_line)
+        return rows, error
 
-    def _recheck(
-        self, frame: pl.DataFrame, rows: list[int], first_line: int
-    ) -> tuple[pl.DataFrame, RequestValidationError | None]:
-        """Check the flagged rows precisely; keep what they really hold."""
-        lines = frame["line"]
-        fixed: list[int] = []
-        infos: list[RequestInfo] = []
-        error: RequestValidationError | None = None
-        for row in rows:
+    @staticmethod
+    def _frame(scanned: ScannedChunk) -> pl.DataFrame:
+        """The rows of a scanned chunk as a frame of REQUEST_SCHEMA."""
+        lines = scanned.lines()
+        inputs = scanned.embedding_inputs
+        return pl.DataFrame(
+            {
+                "line": lines,
+                "custom_id": scanned.custom_ids,
+                "model": scanned.models,
+                "n_bytes": lines.str.len_bytes().cast(pl.Int64),
+                "embedding_inputs": [0] * scanned.n_rows if inputs is None else inputs,
+            },
+            schema=REQUEST_SCHEMA,
+        )
+
+    def _recheck(self, scanned: ScannedChunk, first_line: int) -> RequestValidationError | None:
+        """Check the suspect rows precisely, in order; keep what they really hold, up to the first
+        problem, and return that problem."""
+        if not scanned.suspects:
+            return None
+        lines = scanned.lines()
+        for row in scanned.suspects:
             try:
-                infos.append(self.precise(lines[row], first_line + row))
+                info = self.precise(lines[row], first_line + row)
             except RequestValidationError as exc:
-                error = exc
-                break
-            fixed.append(row)
-        if fixed:
-            frame = frame.with_columns(
-                frame["custom_id"].scatter(fixed, [info.custom_id for info in infos]),
-                frame["model"].scatter(fixed, [info.model for info in infos]),
-                frame["embedding_inputs"].scatter(fixed, [info.embedding_inputs for info in infos]),
-            )
-        if error is not None and error.line is not None:
-            frame = frame.head(error.line - first_line)
-        return frame, error
+                return exc
+            scanned.custom_ids[row] = info.custom_id
+            scanned.models[row] = info.model
+            if scanned.embedding_inputs is not None:
+                scanned.embedding_inputs[row] = info.embedding_inputs
+        return None
 
     def _analyze_precisely(
         self, data: bytes, first_line: int
@@ -567,28 +530,73 @@ def _release(view: mmap.mmap, start: int, stop: int) -> None:
         view.madvise(mmap.MADV_DONTNEED, first, stop - first - (stop - first) % mmap.PAGESIZE)
 
 
-def _stream_frames(
-    batches: Iterable[bytes], checker: _Checker, reader: _ChunkReader | None = None
-) -> Iterator[pl.DataFrame]:
-    """Analyze consecutive chunks of lines from line 1; raise the first problem in line order."""
+@dataclass
+class _Rows:
+    """The valid rows of one chunk: their custom_ids, bytes without line ends, models, embedding
+    inputs, and their frame of REQUEST_SCHEMA where one was made."""
+
+    custom_ids: pl.Series
+    n_bytes: int
+    models: Counter[str | None]
+    embedding_inputs: int
+    frame: pl.DataFrame | None = None
+
+    @staticmethod
+    def of_frame(frame: pl.DataFrame) -> _Rows:
+        """The rows of a frame of REQUEST_SCHEMA."""
+        return _Rows(
+            frame["custom_id"],
+            int(frame["n_bytes"].sum()),
+            Counter(frame["model"].to_list()),
+            int(frame["embedding_inputs"].sum()),
+            frame,
+        )
+
+
+def _stream_rows(
+    batches: Iterable[bytes],
+    checker: _Checker,
+    reader: _ChunkReader | None = None,
+    *,
+    with_lines: bool = True,
+) -> Iterator[_Rows]:
+    """Analyze consecutive chunks of lines from line 1: each chunk's valid rows (see
+    `_Checker.analyze`); raise the first problem in line order."""
     seen = SeenIds(checker.source)
     next_line = 1
     try:
         for data in batches:
-            frame, error = checker.analyze(data, next_line)
-            seen.add(frame["custom_id"])
+            rows, error = checker.analyze(data, next_line, with_lines=with_lines)
+            seen.add(rows.custom_ids)
             if error is not None:
                 seen.raise_first_problem(error)
-            next_line += frame.height
+            next_line += rows.custom_ids.len()
             if reader is not None:
                 reader.next_line = next_line
-            yield frame
+            yield rows
     except RequestValidationError as exc:
         seen.raise_first_problem(exc)
         raise
     seen.raise_first_problem()
     if next_line == 1:
         raise empty_input_error(checker.source)
+
+
+def _stream_frames(
+    batches: Iterable[bytes], checker: _Checker, reader: _ChunkReader | None = None
+) -> Iterator[pl.DataFrame]:
+    """Frames of REQUEST_SCHEMA for consecutive chunks of lines from line 1."""
+    for rows in _stream_rows(batches, checker, reader):
+        assert rows.frame is not None
+        yield rows.frame
+
+
+def _summarize(chunks: Iterable[_Rows]) -> ValidationSummary:
+    """Count the valid rows of every chunk."""
+    summary = ValidationSummary()
+    for rows in chunks:
+        summary.add_counts(rows.custom_ids.len(), rows.n_bytes, rows.models, rows.embedding_inputs)
+    return summary
 
 
 def iter_validated_file(
@@ -700,15 +708,13 @@ def validate_jsonl_file(
     endpoint: str,
     limits: BatchLimits = DEFAULT_LIMITS,
     source: str | None = None,
-    chunk_bytes: int = CHUNK_BYTES,
+    chunk_bytes: int = SUMMARY_CHUNK_BYTES,
 ) -> ValidationSummary:
     """Validate a whole JSONL request file with constant memory; raise on the first problem."""
-    summary = ValidationSummary()
-    for frame in iter_validated_file(
-        path, endpoint=endpoint, limits=limits, source=source, chunk_bytes=chunk_bytes
-    ):
-        summary.add(frame)
-    return summary
+    path = Path(path)
+    checker = _Checker(endpoint, limits, source or path.name)
+    reader = _ChunkReader(path, chunk_bytes, checker)
+    return _summarize(_stream_rows(reader, checker, reader, with_lines=False))
 
 
 def validate_request_lines(
@@ -719,7 +725,6 @@ def validate_request_lines(
     source: str | None = "request lines",
 ) -> ValidationSummary:
     """Validate request lines; raise on the first problem."""
-    summary = ValidationSummary()
-    for frame in iter_validated_lines(lines, endpoint=endpoint, limits=limits, source=source):
-        summary.add(frame)
-    return summary
+    checker = _Checker(endpoint, limits, source)
+    batches = _line_batches(lines, SUMMARY_CHUNK_BYTES, checker)
+    return _summarize(_stream_rows(batches, checker, with_lines=False))
