@@ -15,16 +15,20 @@ HTTP error, from the response body's error envelope.
 only the keys above (everything else is skipped unread), then builds the columns. A line whose
 values do not fit those types is decoded again with `json` and read leniently: a value of the
 wrong type counts as null, a lone UTF-16 surrogate becomes U+FFFD. A line that is not JSON is an
-error naming the line; blank lines are skipped. `scan_batch_file` gives the same frame for
-well-typed files through polars, lazily, for sinking to Parquet in constant memory; polars'
-reader fails on an integer beyond 128 bits anywhere in a line, where `parse_batch_file` does not.
+error naming the line; blank lines are skipped. A file of SPLIT_BYTES or more is decoded by two
+processes, this one and a helper, each taking chunks of it (output_split): the same frame, rows in
+file order, the same errors. `scan_batch_file` gives the same frame for well-typed files through
+polars, lazily, for sinking to Parquet in constant memory; polars' reader fails on an integer
+beyond 128 bits anywhere in a line, where `parse_batch_file` does not.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import re
+import sys
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -34,6 +38,8 @@ from typing import Annotated, Any
 
 import msgspec
 import polars as pl
+
+from batch_assets.core.output_split import decode_in_two_processes
 
 _CACHED = pl.Struct({"cached_tokens": pl.Int64})
 _REASONING = pl.Struct({"reasoning_tokens": pl.Int64})
@@ -273,6 +279,7 @@ _READ_BYTES = 1024 * 1024  # small pieces: the objects decoded stay in the CPU c
 _FRAME_ROWS = 1 << 16
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _COLUMNS = [name for name in RESULT_SCHEMA if name != "batch_id"]
+SPLIT_BYTES = 256 * 1024 * 1024  # from this size on, two processes: see parse_batch_file
 
 
 def _joined(items: list[_OutputItem | None], kind: str) -> str | None:
@@ -420,14 +427,17 @@ def _decode_slowly(data: bytes, first_line: int, source: str) -> list[_Line]:
     return lines
 
 
-def _chunks(path: Path) -> Iterator[tuple[memoryview, int]]:
-    """The file in pieces of whole lines, with the byte offset each starts at."""
+def _pieces(path: Path, start: int, end: int) -> Iterator[tuple[memoryview, int]]:
+    """Bytes [start, end) of the file in pieces of whole lines, with the offset each starts at."""
     with path.open("rb") as stream:
+        stream.seek(start)
         buffer = bytearray(_READ_BYTES)
-        filled = offset = 0
+        filled, offset, left = 0, start, end - start
         while True:
-            read = stream.readinto(memoryview(buffer)[filled:])
+            with memoryview(buffer) as view:
+                read = stream.readinto(view[filled : filled + min(len(buffer) - filled, left)])
             filled += read
+            left -= read
             cut = buffer.rfind(b"\n", 0, filled) + 1 if read else filled
             if cut == 0 and read:
                 if filled == len(buffer):  # a line longer than the buffer
@@ -454,40 +464,77 @@ def _line_number(path: Path, offset: int) -> int:
         return count
 
 
+def _series(name: str, values: list[Any]) -> pl.Series:
+    """One column's values as a Series of its dtype; nulls only (often: refusal, embedding,
+    errors) are made at once, without reading them one by one."""
+    dtype = RESULT_SCHEMA[name]
+    if values and values[0] is None and values.count(None) == len(values):
+        return pl.Series(name, dtype=dtype).extend_constant(None, len(values))
+    return pl.Series(name, values, dtype=dtype)
+
+
+def _frame(columns: list[list[Any]]) -> pl.DataFrame:
+    """The columns' values as a frame of _COLUMNS, which empties them."""
+    frame = pl.DataFrame(
+        [_series(name, values) for name, values in zip(_COLUMNS, columns, strict=True)]
+    )
+    for values in columns:
+        values.clear()
+    return frame
+
+
+def decode_range(path: Path, start: int, end: int, source: str) -> pl.DataFrame:
+    """The lines in bytes [start, end) of an output file (cut at line ends) as a frame of every
+    column but batch_id; `source` names the file in errors."""
+    frames: list[pl.DataFrame] = []
+    columns: list[list[Any]] = [[] for _ in _COLUMNS]
+    with _gc_paused():
+        for data, offset in _pieces(path, start, end):
+            try:
+                lines = _LINES.decode_lines(data)
+            except msgspec.MsgspecError:
+                lines = _decode_slowly(bytes(data), _line_number(path, offset), source)
+            _add_columns(lines, columns)
+            del lines
+            if len(columns[0]) >= _FRAME_ROWS:
+                frames.append(_frame(columns))
+        frames.append(_frame(columns))
+    return pl.concat(frames)
+
+
+def _can_split() -> bool:
+    """Whether a helper process could run beside this one: two CPUs or more, and a Python to
+    start it with."""
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux: the CPUs this process may use
+    cpus = len(affinity(0)) if affinity else os.cpu_count() or 1
+    return cpus > 1 and bool(sys.executable)
+
+
 def parse_batch_file(
-    path: str | Path | None, *, batch_id: str | None = None, name: str | None = None
+    path: str | Path | None,
+    *,
+    batch_id: str | None = None,
+    name: str | None = None,
+    split_bytes: int | None = None,
 ) -> pl.DataFrame:
     """Parse an output or error file into a frame of RESULT_SCHEMA, a piece at a time.
 
-    `name` is the file's name in error messages (the file's own name by default).
+    `name` is the file's name in error messages (the file's own name by default). A file of
+    `split_bytes` or more is decoded by two processes (output_split); by default SPLIT_BYTES
+    where a helper process can run beside this one, else never.
     """
     if path is None or not Path(path).exists() or Path(path).stat().st_size == 0:
         return empty_results()
     path = Path(path)
-    frames: list[pl.DataFrame] = []
-    columns: list[list[Any]] = [[] for _ in _COLUMNS]
-
-    def flush() -> None:
-        series = [
-            pl.Series(name, values, dtype=RESULT_SCHEMA[name])
-            for name, values in zip(_COLUMNS, columns, strict=True)
-        ]
-        frames.append(pl.DataFrame(series))
-        for values in columns:
-            values.clear()
-
-    with _gc_paused():
-        for data, offset in _chunks(path):
-            try:
-                lines = _LINES.decode_lines(data)
-            except msgspec.MsgspecError:
-                lines = _decode_slowly(bytes(data), _line_number(path, offset), name or path.name)
-            _add_columns(lines, columns)
-            del lines
-            if len(columns[0]) >= _FRAME_ROWS:
-                flush()
-        flush()
-    return pl.concat(frames).select(
+    source = name or path.name
+    size = path.stat().st_size
+    if split_bytes is None:
+        split_bytes = SPLIT_BYTES if _can_split() else sys.maxsize
+    if size >= split_bytes:
+        frame = pl.concat(decode_in_two_processes(path, source, decode_range))
+    else:
+        frame = decode_range(path, 0, size, source)
+    return frame.select(
         _COLUMNS[0], pl.lit(batch_id, dtype=pl.String).alias("batch_id"), *_COLUMNS[1:]
     )
 
