@@ -423,6 +423,9 @@ def _decode_slowly(data: bytes, first_line: int, source: str) -> list[_Line]:
             value = json.loads(raw)
         except (ValueError, RecursionError) as exc:
             raise ValueError(f"{source}: line {number} is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            kind = "an array" if isinstance(value, list) else json.dumps(value)[:40]
+            raise ValueError(f"{source}: line {number} is {kind}, not a JSON object")
         lines.append(_lenient(_clean(value), _Line))
     return lines
 

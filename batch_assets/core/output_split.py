@@ -10,12 +10,14 @@ chunks for it), and returns every frame in file order.
 The helper is a fresh interpreter (`sys.executable -c`, as multiprocessing's `spawn`, but without
 running `__main__` again): safe to start from a threaded process such as Dagster's, and it imports
 only the decoder's module. A `ValueError` of the decoder (a line that is not JSON) is raised as
-one process would: the one of the first bad line in the file.
+one process would: the one of the first bad line in the file. If the helper dies (killed, out of
+memory, or unable to start), this process decodes the chunks it left, with a warning.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import subprocess
 import sys
@@ -30,6 +32,7 @@ RangeDecoder = Callable[[Path, int, int, str], pl.DataFrame]
 """decode(path, start, end, source): the frame of the lines in bytes [start, end) of the file;
 `source` names the file in errors."""
 
+_LOG = logging.getLogger(__name__)
 CHUNKS = 64  # per file: the two processes finish within about one chunk of each other
 _SEEK_BYTES = 64 * 1024
 _ERROR = "error"  # the helper's file for the message of the first bad line it found
@@ -96,8 +99,21 @@ def decode_in_two_processes(
         try:
             written = _HelperFrames(folder, last)
             frames = _decode_front(path, source, decode, bounds, claims, written)
-            _wait(helper, folder, source)
+            failed = helper.wait() != 0
             written.read_ready()
+            if failed:  # it died (killed, out of memory, could not start): its chunks left, here
+                _LOG.warning(
+                    "%s: the helper process decoding the file failed; this process decodes "
+                    "the rest:\n%s",
+                    source,
+                    (folder / "stderr").read_text(errors="replace").strip(),
+                )
+                frames += [
+                    decode(path, bounds[index], bounds[index + 1], source)
+                    for index in range(len(frames), written.next + 1)
+                ]
+            if (folder / _ERROR).exists():  # the first bad line, all before it being good
+                raise ValueError((folder / _ERROR).read_text("utf-8", "surrogateescape"))
             if written.next != len(frames) - 1:
                 raise RuntimeError(f"{source}: the helper process left chunks undecoded")
             return frames + written.frames[::-1]
@@ -158,15 +174,6 @@ def _start_helper(
             stderr=stderr,
             env=env,
         )
-
-
-def _wait(helper: subprocess.Popen[bytes], folder: Path, source: str) -> None:
-    """Wait for the helper to end; raise its failure, or the first bad line it found."""
-    if helper.wait() != 0:
-        stderr = (folder / "stderr").read_text(errors="replace").strip()
-        raise RuntimeError(f"{source}: the helper process decoding the file failed:\n{stderr}")
-    if (folder / _ERROR).exists():
-        raise ValueError((folder / _ERROR).read_text("utf-8", "surrogateescape"))
 
 
 def serve(argv: list[str]) -> int:

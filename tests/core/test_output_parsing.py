@@ -319,6 +319,16 @@ def test_a_line_that_is_not_json_is_named(tmp_path: Path) -> None:
         parse_batch_file(path)
 
 
+@pytest.mark.parametrize(
+    ("value", "kind"), [("[1, 2]", "an array"), ("null", "null"), ('"answer"', '"answer"')]
+)
+def test_a_line_that_is_not_an_object_is_named(tmp_path: Path, value: str, kind: str) -> None:
+    path = tmp_path / "output.jsonl"
+    path.write_text(json.dumps(line("a", None)) + "\n" + value + "\n")
+    with pytest.raises(ValueError, match=rf"output\.jsonl: line 2 is {kind}, not a JSON object"):
+        parse_batch_file(path)
+
+
 def test_last_line_without_line_end_and_wrong_types(tmp_path: Path) -> None:
     path = tmp_path / "output.jsonl"
     odd = line("b", chat_body("hi")) | {"response": {"status_code": "200", "body": []}}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +20,14 @@ from batch_assets.core.output_split import chunk_bounds, decode_in_two_processes
 from tests.core import reference_output_parsing as reference
 from tests.core.strategies import property_settings
 
+PARENT_PID = "OUTPUT_SPLIT_TEST_PARENT_PID"
+
+
+@pytest.fixture(autouse=True)
+def parent_pid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tell decode_here_only which process is the test's (the helper inherits the variable)."""
+    monkeypatch.setenv(PARENT_PID, str(os.getpid()))
+
 
 def output_line(index: int) -> bytes:
     """A short answered chat line."""
@@ -29,6 +40,16 @@ def output_line(index: int) -> bytes:
 def write_lines(path: Path, raw: list[bytes]) -> Path:
     path.write_bytes(b"\n".join(raw) + b"\n")
     return path
+
+
+def decode_here_only(path: Path, start: int, end: int, source: str) -> pl.DataFrame:
+    """A decoder that kills the helper process that runs it (the test's process has no
+    HELPER_PARENT_PID set)."""
+    if os.environ.get(PARENT_PID) not in (None, str(os.getpid())):
+        sys.stderr.write("the helper crashed\n")
+        sys.stderr.flush()
+        os._exit(3)
+    return decode_range(path, start, end, source)
 
 
 def decode_past_the_start_fails(path: Path, start: int, end: int, source: str) -> pl.DataFrame:
@@ -108,10 +129,40 @@ def test_the_helper_keeps_the_earliest_bad_line(tmp_path: Path) -> None:
     assert written
 
 
-def test_a_failing_helper_is_an_error_with_its_output(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "output.jsonl", [output_line(i) for i in range(4)])
-    with pytest.raises(RuntimeError, match=r"(?s)helper process.*reads only the first chunk"):
-        decode_in_two_processes(path, "output.jsonl", decode_past_the_start_fails, chunks=2)
+class Collected(logging.Handler):
+    """The messages logged to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_the_chunks_of_a_failed_helper_are_decoded_here(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "output.jsonl", [output_line(i) for i in range(40)])
+    logger, collected = logging.getLogger("batch_assets.core.output_split"), Collected()
+    logger.addHandler(collected)
+    try:
+        frames = decode_in_two_processes(path, "output.jsonl", decode_here_only, chunks=8)
+    finally:
+        logger.removeHandler(collected)
+    assert pl.concat(frames).equals(decode_range(path, 0, path.stat().st_size, "output.jsonl"))
+    [warning] = collected.messages
+    assert "the helper process decoding the file failed" in warning
+    assert "the helper crashed" in warning  # its stderr, for whoever reads the log
+
+
+def test_a_bad_line_is_named_when_the_helper_failed(tmp_path: Path) -> None:
+    raw = [output_line(i) for i in range(40)]
+    raw[30] = b"not json"
+    path = write_lines(tmp_path / "output.jsonl", raw)
+    with pytest.raises(ValueError) as raised:
+        decode_in_two_processes(path, "output.jsonl", decode_here_only, chunks=8)
+    with pytest.raises(ValueError) as expected:
+        decode_range(path, 0, path.stat().st_size, "output.jsonl")
+    assert str(raised.value) == str(expected.value)
 
 
 def test_two_processes_keep_the_file_order(tmp_path: Path) -> None:
