@@ -1,9 +1,10 @@
 """Core-layer figures against the obvious baselines: one JSON object per line.
 
 - `build_dataframe`: n chat requests rendered from a polars DataFrame by a RequestTemplate into
-  validated shard files (`render_requests` + `shard_request_frame`). Baseline: a loop over the
-  rows writing the same requests with `json.dumps` into the same shard layout (50,000 lines a
-  file). Parsed line by line, the two sets of files must be equal (`equal`).
+  validated shard files (`shard_template_frame`: polars renders each shard's lines straight into
+  its file). Baseline: a loop over the rows writing the same requests with `json.dumps` into the
+  same shard layout (50,000 lines a file). Parsed line by line, the two sets of files must be
+  equal (`equal`).
 - `build_iterator`: n request dicts from a generator, validated and streamed into shards
   (`shard_requests`). Baseline: a `json.dumps` loop into one file, without validation.
 - `parse_output`: n chat-completion output lines parsed into the typed output frame
@@ -55,9 +56,13 @@ from batch_assets.core.limits import DEFAULT_LIMITS
 from batch_assets.core.output_parsing import RESULT_SCHEMA, parse_batch_file
 from batch_assets.core.request_cache import RequestCache
 from batch_assets.core.request_plan import plan_requests, shard_url_keys
-from batch_assets.core.request_template import RequestTemplate, render_requests
+from batch_assets.core.request_template import RequestTemplate
 from batch_assets.core.request_validation import validate_jsonl_file
-from batch_assets.core.sharding import shard_file_name, shard_request_frame, shard_requests
+from batch_assets.core.sharding import (
+    shard_file_name,
+    shard_requests,
+    shard_template_frame,
+)
 
 CHAT = "/v1/chat/completions"
 SHARD_LINES = 50_000
@@ -432,11 +437,11 @@ def build_dataframe_stage(n: int, folder: Path) -> Stage:
     df = review_frame(n)
     template = REVIEW_TEMPLATE
 
-    def ours(out: Path) -> Any:
-        frame = render_requests(df, template)
-        return shard_request_frame(frame, out, endpoint=template.endpoint, model=template.model)
-
-    return Stage(ours, lambda out: baseline_build_dataframe(df, template, out), same_files)
+    return Stage(
+        lambda out: shard_template_frame(df, template, out),
+        lambda out: baseline_build_dataframe(df, template, out),
+        same_files,
+    )
 
 
 def build_iterator_stage(n: int, folder: Path) -> Stage:
@@ -510,8 +515,7 @@ def request_cache_stage(n: int, folder: Path) -> Stage:
     )
 
     def render(out: Path) -> Any:
-        frame = render_requests(df, template)
-        return shard_request_frame(frame, out, endpoint=template.endpoint, model=template.model)
+        return shard_template_frame(df, template, out)
 
     shards = render(folder / "input")
     cache = RequestCache(UPath(folder / "cache"))

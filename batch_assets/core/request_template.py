@@ -242,59 +242,100 @@ def _check_custom_ids(ids: pl.Series, name: str) -> None:
     )
 
 
-def render_requests(df: pl.DataFrame, template: RequestTemplate) -> pl.DataFrame:
-    """Render every row into a request: columns custom_id and request (one JSON line each)."""
+@dataclass(frozen=True)
+class RenderedLines:
+    """How to build every row's request line: `line` over the columns of `frame`, in row order."""
+
+    custom_ids: pl.Series  # custom_id as String, checked
+    frame: pl.DataFrame  # the custom_id and placeholder values as String, nulls filled
+    line: pl.Expr  # the JSON line of a row (without its line end)
+    literal_bytes: int  # the bytes of each line outside the values
+    literal_chars: int  # the characters of each line outside the values
+    # (column, escaped): the values each line holds, in order; `escaped` values are JSON-escaped
+    values: tuple[tuple[str, bool], ...]
+
+    def upper_bytes(self) -> pl.Expr:
+        """At most the bytes of each line: a JSON escape writes a byte as at most 6."""
+        sizes = [
+            pl.col(name).str.len_bytes() * (6 if escaped else 1) for name, escaped in self.values
+        ]
+        return pl.sum_horizontal(pl.lit(self.literal_bytes), *sizes).cast(pl.Int64)
+
+    def multibyte_extra(self) -> pl.Expr:
+        """Bytes minus characters of each line (escapes are ASCII: the values' own difference)."""
+        extra = [
+            pl.col(name).str.len_bytes() - pl.col(name).str.len_chars() for name, _ in self.values
+        ]
+        literal = self.literal_bytes - self.literal_chars
+        return pl.sum_horizontal(pl.lit(literal), *extra).cast(pl.Int64)
+
+
+def rendered_lines(df: pl.DataFrame, template: RequestTemplate) -> RenderedLines:
+    """Check the frame against the template; say how to render each row's request line."""
     template.check_json()  # again: params is a mapping, which may have changed since
     _check_columns(df, template)
     ids, ids_need_escape = _as_text(df, template.custom_id_column)
     _check_custom_ids(ids, template.custom_id_column)
     columns = {"__custom_id": ids}
-    values_of: dict[str, pl.Expr] = {}
+    escaped_of: dict[str, bool] = {}
     for index, name in enumerate(template.placeholders()):
-        values, need_escape = _as_text(df, name)
+        column, need_escape = _as_text(df, name)
         if template.null_as_empty:
-            values = values.fill_null("")
-        elif values.has_nulls():
-            row = int(values.is_null().arg_true()[0])
+            column = column.fill_null("")
+        elif column.has_nulls():
+            row = int(column.is_null().arg_true()[0])
             raise TemplateError(
                 f"column {name!r} is null at row {row} (custom_id {ids[row]!r}); "
                 "fill it, drop the row, or set null_as_empty=True"
             )
-        columns[f"__p{index}"] = values
-        values_of[name] = _escaped(pl.col(f"__p{index}")) if need_escape else pl.col(f"__p{index}")
+        columns[f"__p{index}"] = column
+        escaped_of[name] = need_escape
+    column_of = {name: f"__p{index}" for index, name in enumerate(template.placeholders())}
     # Serialize the request once around two unique markers, then splice the rows in.
     id_marker, text_marker = (f"\x00{secrets.token_hex(16)}\x00" for _ in range(2))
     request_json = _dumps(template.request(id_marker, text_marker))
     head, rest = request_json.split(_dumps(id_marker))
     middle, tail = rest.split(_dumps(text_marker))
-    custom_id = pl.col("__custom_id")
-    pieces: list[str | pl.Expr] = [
+    pieces: list[str | tuple[str, bool]] = [
         head + '"',
-        _escaped(custom_id) if ids_need_escape else custom_id,
+        ("__custom_id", ids_need_escape),
         '"' + middle + '"',
     ]
     for literal, placeholder, _, _ in template._parts():
         pieces.append(_json_inner(literal))
         if placeholder is not None:
-            pieces.append(values_of[placeholder])
+            pieces.append((column_of[placeholder], escaped_of[placeholder]))
     pieces.append('"' + tail)
     line: list[pl.Expr] = []
     literal = ""
+    values: list[tuple[str, bool]] = []
+    literals = ""
     for piece in pieces:
         if isinstance(piece, str):
             literal += piece  # adjacent literals as one
+            literals += piece
         else:
-            line.extend([pl.lit(literal), piece] if literal else [piece])
+            name, escaped = piece
+            values.append(piece)
+            expr = _escaped(pl.col(name)) if escaped else pl.col(name)
+            line.extend([pl.lit(literal), expr] if literal else [expr])
             literal = ""
     line.append(pl.lit(literal))
-    lines = (
-        pl.DataFrame(columns)
-        .lazy()
-        .select(pl.concat_str(line).alias("request"))
-        .collect(engine="streaming")
-        .to_series()
+    return RenderedLines(
+        custom_ids=ids,
+        frame=pl.DataFrame(columns),
+        line=pl.concat_str(line).alias("request"),
+        literal_bytes=len(literals.encode("utf-8")),
+        literal_chars=len(literals),
+        values=tuple(values),
     )
-    return pl.DataFrame([ids.alias("custom_id"), lines])
+
+
+def render_requests(df: pl.DataFrame, template: RequestTemplate) -> pl.DataFrame:
+    """Render every row into a request: columns custom_id and request (one JSON line each)."""
+    rendered = rendered_lines(df, template)
+    lines = rendered.frame.lazy().select(rendered.line).collect(engine="streaming").to_series()
+    return pl.DataFrame([rendered.custom_ids.alias("custom_id"), lines])
 
 
 def render_request_lines(df: pl.DataFrame, template: RequestTemplate) -> pl.Series:

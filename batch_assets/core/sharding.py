@@ -15,23 +15,28 @@ import os
 import re
 import shutil
 import tempfile
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import accumulate, islice
 from json.encoder import encode_basestring
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import msgspec
 import polars as pl
 from upath import UPath
 
 from batch_assets.core.atomic import locked_temporary
 from batch_assets.core.limits import DEFAULT_LIMITS, EMBEDDINGS, BatchLimits, check_endpoint
+from batch_assets.core.plain_requests import PlainBatch, count_chars, encode_plain
 from batch_assets.core.portable_json import (
     find_unreadable,
     loads_marking_numbers,
     may_hold_long_integer,
 )
+from batch_assets.core.request_template import RequestTemplate, render_requests, rendered_lines
 from batch_assets.core.request_validation import (
     CHUNK_BYTES,
     RequestInfo,
@@ -49,7 +54,10 @@ if TYPE_CHECKING:
     from _json import make_encoder
 
 _FLUSH_BYTES = 1 << 20
-_NO_MODEL = object()
+# Request dicts taken at once from an iterator. More at once keep more dicts alive, which the
+# garbage collector then walks again and again (at 2,048, the whole took half as long again).
+_BATCH = 64
+_MAX_IDS = 1 << 16  # custom_ids kept in a list before they are recorded
 # `_json.make_encoder` where CPython's C accelerator is there, else None (typeshed's json.encoder
 # leaves this undocumented name out).
 _C_MAKE_ENCODER: type[make_encoder] | None = getattr(json.encoder, "c_make_encoder", None)
@@ -60,14 +68,14 @@ def _not_serializable(value: object) -> Any:
 
 
 def _chunk_encoder() -> Callable[[Any, int], Sequence[str]]:
-    """Like `json.dumps(value, ensure_ascii=False, allow_nan=False)`, in chunks to join, without
-    its per-call set-up: call it as `encode(value, 0)`."""
+    """Like `json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))`, in
+    chunks to join, without its per-call set-up: call it as `encode(value, 0)`."""
     if _C_MAKE_ENCODER is None:  # no C accelerator (not CPython)
-        encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+        encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         return lambda value, _: (encoder.encode(value),)
     # No `markers`: a circular value ends in RecursionError instead of ValueError.
     return _C_MAKE_ENCODER(
-        None, _not_serializable, encode_basestring, None, ": ", ", ", False, False, False
+        None, _not_serializable, encode_basestring, None, ":", ",", False, False, False
     )
 
 
@@ -113,6 +121,8 @@ class _OpenShard:
         self.n_bytes = 0
         self.n_chars = 0
         self.n_inputs = 0
+        self._buffered: list[bytes] = []
+        self._buffered_bytes = 0
 
     def release(self) -> None:
         """Let go of the temporary's lock, once it is renamed or deleted."""
@@ -138,13 +148,37 @@ class _OpenShard:
 
     def write_block(self, block: bytes) -> None:
         """Write UTF-8 lines joined by LF, and a last LF."""
+        self.drain()
         stream = self._stream()
         stream.write(block)
         stream.write(b"\n")
 
+    def write_counted(self, data: bytes) -> None:
+        """Write UTF-8 lines, each already followed by LF, and count their characters."""
+        self._buffered.append(data)
+        self._buffered_bytes += len(data)
+        if self._buffered_bytes >= _FLUSH_BYTES:
+            self.drain()
+
+    def drain(self) -> None:
+        """Write what `write_counted` holds back (to write a megabyte or so at once)."""
+        if self._buffered:
+            data = b"".join(self._buffered)
+            self._buffered, self._buffered_bytes = [], 0
+            self._stream().write(data)
+            self.n_chars += count_chars(data)
+
+    def count(self, n_requests: int, n_bytes: int, n_chars: int, n_inputs: int) -> None:
+        """Count lines written (or about to be)."""
+        self.n_requests += n_requests
+        self.n_bytes += n_bytes
+        self.n_chars += n_chars
+        self.n_inputs += n_inputs
+
     def close(self, hasher: ThreadPoolExecutor) -> None:
         """Close the file; hash and sync it in the background (overlapping further writes)."""
         if self.sha256 is None:
+            self.drain()
             self._stream().close()
             self.sha256 = hasher.submit(_sha256_and_sync, self.temp)
 
@@ -194,6 +228,11 @@ class ShardWriter:
             limits.max_embedding_inputs - shard.n_inputs,
         )
 
+    def fits(self, shard: _OpenShard, size: int, inputs: int, count: int = 1) -> bool:
+        """Whether `count` more lines of `size` bytes in all (and `inputs`) fit in `shard`."""
+        room_requests, room_bytes, room_inputs = self._room(shard)
+        return room_requests >= count and room_bytes >= size and room_inputs >= inputs
+
     def shard_for(self, model: str | None, size: int, inputs: int = 0) -> _OpenShard:
         """The open shard of `model` if one more line of `size` bytes fits, else a new one."""
         shard = self._open.get(model)
@@ -204,6 +243,23 @@ class ShardWriter:
             shard.close(self._hasher)
             return self._new_shard(model)
         return shard
+
+    def add_written_shard(
+        self,
+        model: str | None,
+        write: Callable[..., Any],
+        n_requests: int,
+        n_inputs: int,
+        multibyte_extra: int,
+    ) -> None:
+        """Add a whole shard that `write(path, **csv options)` writes (lines, each ended by LF);
+        its characters are its bytes less `multibyte_extra`."""
+        shard = self._new_shard(model)
+        write(shard.temp, include_header=False, quote_style="never")
+        shard.exists = True
+        n_bytes = shard.temp.stat().st_size
+        shard.count(n_requests, n_bytes, n_bytes - multibyte_extra, n_inputs)
+        shard.close(self._hasher)
 
     def add_frame(self, frame: pl.DataFrame) -> None:
         """Add validated requests: columns line, model, n_bytes, embedding_inputs."""
@@ -400,108 +456,173 @@ def _unwritable(request: object, exc: Exception, line: int, source: str | None) 
     )
 
 
+class _RequestStream:
+    """Request dicts placed into shards in input order: plain batches whole, others one by one.
+
+    Lines written one by one wait in `pending` (at most about _FLUSH_BYTES) until they are
+    checked for integers beyond a double; custom_ids wait in `ids` until they are recorded.
+    """
+
+    def __init__(self, writer: ShardWriter, limits: BatchLimits, source: str | None) -> None:
+        self.writer = writer
+        self.limits = limits
+        self.source = source
+        self.endpoint = writer.endpoint
+        self.encode = _chunk_encoder()
+        self.encoder = msgspec.json.Encoder()
+        self.seen = SeenIds(source)
+        self.ids: list[str] = []  # custom_ids since the last flush
+        self.ids_from = 1  # the line of ids[0]
+        self.pending: list[bytes] = []  # lines written one by one, not yet checked
+        self.pending_from = 1  # the line of pending[0]
+        self.pending_bytes = 0
+        self.shard: _OpenShard | None = None  # the shard `pending` belongs to
+        self.line = 0  # the requests taken so far
+
+    def _check(self, request: object) -> RequestInfo:
+        return check_request(
+            request, line=self.line, endpoint=self.endpoint, limits=self.limits, source=self.source
+        )
+
+    def flush(self) -> None:
+        """Write the pending lines once checked, and record the custom_ids so far."""
+        self._write_pending()
+        self.seen.add(self.ids)
+        self.ids = []
+        self.ids_from = self.line + 1
+
+    def _write_pending(self) -> None:
+        if self.shard is not None:
+            _write_checked(self.shard, self.pending, self.pending_from, self.source)
+        self.pending, self.pending_bytes = [], 0
+        self.pending_from = self.line + 1
+
+    def add_one(self, request: object) -> None:
+        """Check, encode and place one request (naming the problem if it has one)."""
+        self.line += 1
+        info = self._check(request)
+        try:
+            text = "".join(self.encode(request, 0))
+            data = text.encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as exc:
+            self.ids.append(info.custom_id)
+            raise _unwritable(request, exc, self.line, self.source) from None
+        self.ids.append(info.custom_id)
+        self._place_pending(data, info.model, info.embedding_inputs, len(text) + 1)
+
+    def _place_pending(self, data: bytes, model: str | None, inputs: int, n_chars: int) -> None:
+        size = len(data) + 1
+        max_bytes = self.limits.max_bytes
+        shard = self.shard
+        if size > max_bytes:
+            raise _long_integer_error([data], self.line, self.source) or RequestValidationError(
+                f"the line is {size:,} bytes with its line end, more than max_bytes "
+                f"({max_bytes:,}) allows in one batch",
+                line=self.line,
+                code="line_too_large",
+                source=self.source,
+            )
+        if shard is None or shard.model != model or not self.writer.fits(shard, size, inputs):
+            if shard is not None:
+                _write_checked(shard, self.pending, self.pending_from, self.source)
+            shard = self.shard = self.writer.shard_for(model, size, inputs)
+            self.pending, self.pending_from, self.pending_bytes = [], self.line, 0
+        self.pending.append(data)
+        self.pending_bytes += size
+        shard.count(1, size, n_chars, inputs)
+        if self.pending_bytes >= _FLUSH_BYTES:
+            self.flush()
+
+    def add_plain(self, batch: PlainBatch) -> None:
+        """Place a batch of valid requests (lines already checked), in order."""
+        self._write_pending()
+        self.line += len(batch.custom_ids)
+        self.pending_from = self.line + 1
+        self.ids.extend(batch.custom_ids)
+        if len(self.ids) >= _MAX_IDS:
+            self.seen.add(self.ids)
+            self.ids = []
+            self.ids_from = self.line + 1
+        models = batch.models
+        if models.count(models[0]) == len(models) and batch.embedding_inputs is None:
+            shard = self.shard
+            size = len(batch.block)
+            fits = shard is not None and self.writer.fits(shard, size, 0, len(models))
+            if fits and shard is not None and shard.model == models[0]:
+                shard.write_counted(batch.block)
+                shard.count(len(models), size, 0, 0)
+                return
+        self._place_lines(batch)
+
+    def _place_lines(self, batch: PlainBatch) -> None:
+        """Place the lines of a batch run by run of one model, as many at once as fit."""
+        lines = batch.block.split(b"\n")
+        ends = list(accumulate((len(line) + 1 for line in lines[:-1]), initial=0))
+        inputs = batch.embedding_inputs
+        total_inputs = list(accumulate(inputs, initial=0)) if inputs is not None else None
+        models = batch.models
+        start = 0
+        while start < len(models):
+            model = models[start]
+            stop = start + 1
+            while stop < len(models) and models[stop] == model:
+                stop += 1
+            while start < stop:
+                first_inputs = inputs[start] if inputs is not None else 0
+                shard = self.writer.shard_for(model, ends[start + 1] - ends[start], first_inputs)
+                room_requests, room_bytes, room_inputs = self.writer._room(shard)
+                end = min(stop, start + room_requests)
+                end = bisect_right(ends, ends[start] + room_bytes, start, end + 1) - 1
+                if total_inputs is not None:
+                    limit = total_inputs[start] + room_inputs
+                    end = min(end, bisect_right(total_inputs, limit, start, end + 1) - 1)
+                data = batch.block[ends[start] : ends[end]]
+                shard.write_counted(data)
+                used = total_inputs[end] - total_inputs[start] if total_inputs is not None else 0
+                shard.count(end - start, len(data), 0, used)
+                self.shard = shard
+                start = end
+            start = stop
+
+    def finish(self) -> None:
+        """Write what is pending; raise the first duplicate custom_id, if any."""
+        if self.line == 0:
+            raise empty_input_error(self.source)
+        self.flush()
+        self.seen.raise_first_problem()
+
+    def fail(self, exc: RequestValidationError) -> RequestValidationError:
+        """The first problem in line order: `exc`, an unchecked line before it, or a duplicate."""
+        error = _long_integer_error(self.pending, self.pending_from, self.source) or exc
+        if error.line is not None:
+            del self.ids[error.line - self.ids_from + 1 :]
+        self.seen.add(self.ids)
+        self.seen.raise_first_problem(error)
+        return error
+
+
 def _requests_into(
     writer: ShardWriter,
     requests: Iterable[Mapping[str, Any]],
     limits: BatchLimits,
     source: str | None,
 ) -> Iterator[None]:
-    """Validate, encode and place request dicts; the loop body is kept lean (it runs per dict)."""
-    endpoint = writer.endpoint
-    embeddings = endpoint == EMBEDDINGS
-    encode = _chunk_encoder()
-    max_requests, max_bytes = limits.max_requests, limits.max_bytes
-    max_inputs = limits.max_embedding_inputs
-    seen = SeenIds(source)
-    ids: list[str] = []  # custom_ids since the last flush
-    ids_from = 1  # the line of ids[0]
-    pending: list[bytes] = []  # lines since the last write, not yet checked for long integers
-    pending_from = 1  # the line of pending[0]
-    shard: _OpenShard | None = None
-    # The counters of `shard`, kept in locals while it is the one being filled.
-    model_now: object = _NO_MODEL
-    n_requests = n_bytes = n_chars = n_inputs = flush_at = inputs = 0
-    line = 0
-
-    def check(request: object) -> RequestInfo:
-        return check_request(request, line=line, endpoint=endpoint, limits=limits, source=source)
-
+    """Validate, encode and place request dicts: in plain batches, else one by one."""
+    stream = _RequestStream(writer, limits, source)
+    items = iter(requests)
     try:
-        for line, request in enumerate(requests, start=1):
-            try:  # plainly valid, else `check` decides (and names the problem)
-                plain = (
-                    type(request) is dict
-                    and type(body := request["body"]) is dict
-                    and (custom_id := request["custom_id"]).isascii()
-                    and (model := body["model"]).isascii()
-                    and custom_id
-                    and model
-                    and request["method"] == "POST"
-                    and request["url"] == endpoint
-                    and not embeddings
-                )
-            except (LookupError, TypeError, AttributeError):
-                plain = False
-            if not plain:
-                info = check(request)
-                custom_id, model, inputs = info.custom_id, info.model, info.embedding_inputs
-            try:
-                text = "".join(encode(request, 0))
-                data = text.encode("utf-8")
-            except (TypeError, ValueError, RecursionError) as exc:
-                custom_id = check(request).custom_id  # a non-string custom_id or model, say
-                ids.append(custom_id)
-                raise _unwritable(request, exc, line, source) from None
-            ids.append(custom_id)
-            size = len(data) + 1
-            if (
-                n_bytes + size > max_bytes
-                or n_requests == max_requests
-                or model != model_now
-                or (inputs and n_inputs + inputs > max_inputs)
-            ):
-                if size > max_bytes:
-                    raise _long_integer_error([data], line, source) or RequestValidationError(
-                        f"the line is {size:,} bytes with its line end, more than max_bytes "
-                        f"({max_bytes:,}) allows in one batch",
-                        line=line,
-                        code="line_too_large",
-                        source=source,
-                    )
-                if shard is not None:
-                    _write_checked(shard, pending, pending_from, source)
-                    shard.n_requests, shard.n_bytes = n_requests, n_bytes
-                    shard.n_chars, shard.n_inputs = n_chars, n_inputs
-                shard = writer.shard_for(model, size, inputs)
-                model_now, pending, pending_from = model, [], line
-                n_requests, n_bytes = shard.n_requests, shard.n_bytes
-                n_chars, n_inputs = shard.n_chars, shard.n_inputs
-                flush_at = n_bytes + _FLUSH_BYTES
-            pending.append(data)
-            n_requests += 1
-            n_bytes += size
-            n_chars += len(text) + 1
-            n_inputs += inputs
-            if n_bytes >= flush_at:
-                _write_checked(shard, pending, pending_from, source)  # type: ignore[arg-type]
-                seen.add(ids)
-                pending, ids, flush_at = [], [], n_bytes + _FLUSH_BYTES
-                pending_from = ids_from = line + 1
-        if shard is None:
-            raise empty_input_error(source)
-        _write_checked(shard, pending, pending_from, source)
+        while batch := list(islice(items, _BATCH)):
+            plain = encode_plain(
+                batch, endpoint=writer.endpoint, limits=limits, encoder=stream.encoder
+            )
+            if plain is None:
+                for request in batch:
+                    stream.add_one(request)
+            else:
+                stream.add_plain(plain)
+        stream.finish()
     except RequestValidationError as exc:
-        # The unchecked lines come before this problem: an integer there is found first.
-        error = _long_integer_error(pending, pending_from, source) or exc
-        if error.line is not None:
-            del ids[error.line - ids_from + 1 :]
-        seen.add(ids)
-        seen.raise_first_problem(error)
-        raise error from None
-    shard.n_requests, shard.n_bytes = n_requests, n_bytes
-    shard.n_chars, shard.n_inputs = n_chars, n_inputs
-    seen.add(ids)
-    seen.raise_first_problem()
+        raise stream.fail(exc) from None
     yield
 
 
@@ -514,7 +635,12 @@ def shard_requests(
     prefix: str = "shard",
     source: str | None = "requests",
 ) -> list[Shard]:
-    """Validate request dicts as they come and stream them into shards; constant memory."""
+    """Validate request dicts as they come and stream them into shards; constant memory.
+
+    Each request is written as `json.dumps(request, ensure_ascii=False, allow_nan=False,
+    separators=(",", ":"))` would write it: msgspec writes whole batches of plain requests (see
+    `plain_requests`), the `json` module the others, one at a time.
+    """
     writer = ShardWriter(out_dir, endpoint=endpoint, limits=limits, prefix=prefix)
     return _write_all(writer, _requests_into(writer, requests, limits, source))
 
@@ -563,6 +689,63 @@ def shard_request_frame(
     def fill() -> Iterator[None]:
         writer._place(model, requests)
         yield
+
+    return _write_all(writer, fill())
+
+
+def shard_template_frame(
+    df: pl.DataFrame,
+    template: RequestTemplate,
+    out_dir: str | Path | UPath,
+    *,
+    limits: BatchLimits = DEFAULT_LIMITS,
+    prefix: str = "shard",
+    source: str | None = "rendered requests",
+) -> list[Shard]:
+    """Render a DataFrame through a template straight into shards: `shard_request_frame` of
+    `render_requests(df, template)`, without holding the lines in memory.
+
+    Shards are cut every max_requests rows (max_embedding_inputs for embeddings) when the lines'
+    most possible sizes show that max_bytes cannot cut them sooner; otherwise the lines are
+    rendered first and placed by `shard_request_frame`.
+    """
+    rendered = rendered_lines(df, template)
+    rows = rendered.frame.height
+    if rows == 0:
+        raise empty_input_error(source)
+    per_shard = limits.max_requests
+    if template.endpoint == EMBEDDINGS:
+        per_shard = min(per_shard, limits.max_embedding_inputs)
+    sizes = (
+        rendered.frame.select(
+            upper=rendered.upper_bytes() + 1,
+            extra=rendered.multibyte_extra(),
+            shard=pl.int_range(rows, dtype=pl.Int64) // per_shard,
+        )
+        .group_by("shard", maintain_order=True)
+        .agg(pl.col("upper").max().alias("longest"), pl.col("upper", "extra").sum())
+    )
+    if sizes["longest"].max() > limits.max_bytes or sizes["upper"].max() > limits.max_bytes:  # type: ignore[operator]
+        return shard_request_frame(
+            render_requests(df, template),
+            out_dir,
+            endpoint=template.endpoint,
+            model=template.model,
+            limits=limits,
+            prefix=prefix,
+            source=source,
+        )
+    writer = ShardWriter(out_dir, endpoint=template.endpoint, limits=limits, prefix=prefix)
+    inputs = 1 if template.endpoint == EMBEDDINGS else 0
+    lines = rendered.frame.lazy().select(rendered.line)
+
+    def fill() -> Iterator[None]:
+        for index, extra in enumerate(sizes["extra"]):
+            start = index * per_shard
+            count = min(per_shard, rows - start)
+            part = lines.slice(start, count)
+            writer.add_written_shard(template.model, part.sink_csv, count, count * inputs, extra)
+            yield
 
     return _write_all(writer, fill())
 

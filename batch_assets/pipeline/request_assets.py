@@ -11,14 +11,14 @@ import polars as pl
 
 from batch_assets.core import storage
 from batch_assets.core.request_plan import RequestPlan, estimate_only, plan_requests
-from batch_assets.core.request_template import TemplateError, render_requests
+from batch_assets.core.request_template import TemplateError
 from batch_assets.core.request_validation import RequestValidationError
 from batch_assets.core.results_join import clash_message, clashing_columns
 from batch_assets.core.sharding import (
     Shard,
     shard_jsonl_file,
-    shard_request_frame,
     shard_requests,
+    shard_template_frame,
 )
 from batch_assets.pipeline.keys import ROW_COUNT_KEY
 from batch_assets.pipeline.pricing import cache_metadata, earlier_usage, estimate_metadata
@@ -119,13 +119,7 @@ def _build_shards(
                     metadata={"columns": dg.MetadataValue.json(clash)},
                     allow_retries=False,
                 )
-            shards = shard_request_frame(
-                render_requests(frame, source.template),
-                out_dir,
-                endpoint=spec.endpoint,
-                model=source.template.model,
-                limits=spec.limits,
-            )
+            shards = shard_template_frame(frame, source.template, out_dir, limits=spec.limits)
         elif isinstance(source, JsonlFileSource):
             with storage.local_copy(source.path_for(partition)) as path:
                 shards = shard_jsonl_file(

@@ -47,6 +47,11 @@ def embedding(index: int, inputs: list[str]) -> dict[str, Any]:
     }
 
 
+def compact_json(request: dict[str, Any]) -> str:
+    """A request as shard_requests writes it."""
+    return json.dumps(request, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def read_shard(shard: Shard) -> list[dict[str, Any]]:
     lines = UPath(shard.url).read_text(encoding="utf-8").split("\n")
     assert lines[-1] == ""
@@ -83,7 +88,7 @@ def test_split_by_count(tmp_path: Path) -> None:
 
 def test_split_by_bytes(tmp_path: Path) -> None:
     requests = [request(i, text="x" * (i * 10)) for i in range(12)]
-    sizes = [len(json.dumps(r, ensure_ascii=False).encode()) + 1 for r in requests]
+    sizes = [len(compact_json(r).encode()) + 1 for r in requests]
     limits = BatchLimits(max_bytes=max(sizes) * 2)
     shards = shard_requests(requests, tmp_path, endpoint=CHAT, limits=limits)
     assert len(shards) > 2
@@ -122,7 +127,7 @@ def test_limits_together(tmp_path: Path) -> None:
 def _inputs(
     kind: str, requests: list[dict[str, Any]], tmp_path: Path
 ) -> tuple[Any, Any]:  # (function, first argument)
-    lines = [json.dumps(r, ensure_ascii=False) for r in requests]
+    lines = [compact_json(r) for r in requests]
     if kind == "dicts":
         return shard_requests, iter(requests)
     if kind == "lines":

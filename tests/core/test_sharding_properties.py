@@ -88,7 +88,7 @@ def expected_shards(
         if unreadable is not None:
             return number, *unreadable, "invalid_json_line"
         try:
-            line = json.dumps(item, ensure_ascii=False, allow_nan=False)
+            line = json.dumps(item, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
             size = len(line.encode()) + 1
         except (TypeError, ValueError):
             return number, None, "invalid_json_line"
