@@ -22,7 +22,11 @@ from batch_assets.local_api.errors import (
     not_found,
 )
 from batch_assets.local_api.helper_process import HelperProcess
-from batch_assets.local_api.json_codec import decode_json, encode_json_line
+from batch_assets.local_api.json_codec import (
+    decode_json,
+    encode_float_free_line,
+    encode_json_line,
+)
 from batch_assets.local_api.local_models import BATCH_ANSWER_SECONDS, RequestRejected, respond
 from batch_assets.local_api.settings import Simulation
 from batch_assets.local_api.store import Store
@@ -30,7 +34,10 @@ from batch_assets.local_api.validation import (
     ValidationOutcome,
     batch_error,
     describe_failure,
+    joined_outcome,
+    line_start_near,
     validate_input_file,
+    validate_part,
 )
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,9 @@ STEP_SECONDS = 0.25
 # A step this long in a batch this large is shared with the helper process (both cores).
 HELPER_MIN_STEP_LINES = 200
 HELPER_MIN_BATCH_LINES = 5000
+# An input file this large is validated in two halves, one of them in the helper process (the
+# helper is started by the first such file, so that it is warm when its requests are answered).
+HELPER_MIN_VALIDATION_BYTES = 1 << 20
 # Far longer than half a step takes (each request stops at BATCH_ANSWER_SECONDS): a helper that
 # has not answered by then is taken to hang.
 HELPER_WAIT_SECONDS = 60.0
@@ -136,6 +146,18 @@ def answer_lines(job: _AnswerJob, raws: list[bytes]) -> list[RequestResult]:
     return results
 
 
+ResultFields = tuple[str, bytes, bool, int, int]
+"""A RequestResult's fields: what the helper sends back (plain tuples pickle ~6x faster)."""
+
+
+def answer_lines_as_fields(job: _AnswerJob, raws: list[bytes]) -> list[ResultFields]:
+    """`answer_lines`, each result as its fields (run in the helper process)."""
+    return [
+        (r.custom_id, r.encoded, r.succeeded, r.input_tokens, r.output_tokens)
+        for r in answer_lines(job, raws)
+    ]
+
+
 def _result(job: _AnswerJob, request: dict[str, Any]) -> RequestResult:
     """One request's result; whatever answering it raises gives it an error line instead."""
     custom_id = request["custom_id"]
@@ -159,7 +181,9 @@ def _answered_result(job: _AnswerJob, request: dict[str, Any]) -> RequestResult:
         return RequestResult(custom_id, _encode_line(line), False)
     failed = fails_by_rate(custom_id, job.fail_rate, job.input_digest)
     status_code, body = _answer(job.endpoint, request, failed, job.created)
-    encoded = _http_line(custom_id, status_code, body)
+    # A chat.completion holds no float (only counts, texts and the JSON text of its content).
+    float_free = status_code == 200 and job.endpoint == "/v1/chat/completions"
+    encoded = _http_line(custom_id, status_code, body, float_free)
     if status_code != 200:
         return RequestResult(custom_id, encoded, False)
     return RequestResult(custom_id, encoded, True, *_usage_tokens(body))
@@ -367,7 +391,31 @@ class BatchEngine:
         path = self.store.file_path(obj["input_file_id"])
         if not path.exists():
             return ValidationOutcome([batch_error("invalid_file", INPUT_GONE_MESSAGE)])
+        if path.stat().st_size >= HELPER_MIN_VALIDATION_BYTES and self._helper.ready():
+            shared = self._validated_in_halves(path, obj["endpoint"])
+            if shared is not None:
+                return shared
         return validate_input_file(path, obj["endpoint"])
+
+    def _validated_in_halves(self, path: Path, endpoint: str) -> ValidationOutcome | None:
+        """Validate a large file's second half in the helper while this thread validates the
+        first; None when the halves do not tell the outcome alone (a line broke a rule, the
+        rules among lines meet across the halves, or the helper failed): the file is then
+        validated whole, so that its errors are the ones found in a single pass."""
+        middle = line_start_near(path, path.stat().st_size // 2)
+        theirs = self._helper.submit(validate_part, path, endpoint, middle, 2**63)
+        if theirs is None:
+            return None
+        first = validate_part(path, endpoint, 0, middle)
+        try:
+            second = theirs.result(timeout=HELPER_WAIT_SECONDS)
+        except (BrokenProcessPool, TimeoutError):
+            log.warning("the helper process of the batch engine failed; the engine works alone")
+            self._helper.close()
+            return None
+        except Exception:  # whatever reading its half raised, the one pass meets it again
+            return None
+        return joined_outcome(path, first, second)
 
     def _lines_due(self, obj: dict[str, Any], progress: dict[str, Any]) -> int:
         """How many requests this step may answer (0 once the batch is past its deadline); the
@@ -556,7 +604,7 @@ class BatchEngine:
             time.monotonic() + STEP_SECONDS,
         )
         half = len(raws) // 2 if self._helper_wanted(progress, len(raws)) else 0
-        theirs = self._helper.submit(answer_lines, job, raws[:half]) if half else None
+        theirs = self._helper.submit(answer_lines_as_fields, job, raws[:half]) if half else None
         if theirs is None:
             half = 0
         own = answer_lines(job, raws[half:])
@@ -576,13 +624,13 @@ class BatchEngine:
         self,
         job: _AnswerJob,
         first: list[bytes],
-        theirs: Future[list[RequestResult]],
+        theirs: Future[list[ResultFields]],
         own: list[RequestResult],
     ) -> list[RequestResult]:
         """The helper's answers to `first` and then `own`; only the helper's if it stopped short.
         A helper that died or hangs is dropped and its lines are answered here."""
         try:
-            answered = theirs.result(timeout=HELPER_WAIT_SECONDS)
+            answered = [RequestResult(*fields) for fields in theirs.result(HELPER_WAIT_SECONDS)]
         except (BrokenProcessPool, TimeoutError):
             log.warning("the helper process of the batch engine failed; the engine works alone")
             self._helper.close()
@@ -789,15 +837,18 @@ def _failure_answer(exc: Exception) -> tuple[int, dict[str, Any]]:
     return 500, error_envelope(message, type="server_error")
 
 
-def _http_line(custom_id: str, status_code: int, body: dict[str, Any]) -> bytes:
-    """A result line with the HTTP answer of a request, as bytes."""
+def _http_line(
+    custom_id: str, status_code: int, body: dict[str, Any], float_free: bool = False
+) -> bytes:
+    """A result line with the HTTP answer of a request, as bytes; `float_free` when the body
+    was built to hold no float."""
     line = {
         "id": ids.batch_request_id(),
         "custom_id": custom_id,
         "response": {"status_code": status_code, "request_id": ids.request_id(), "body": body},
         "error": None,
     }
-    return _encode_line(line)
+    return encode_float_free_line(line) if float_free else _encode_line(line)
 
 
 def _encode_line(line: dict[str, Any]) -> bytes:

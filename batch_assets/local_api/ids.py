@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 import string
+import threading
 
 _ALPHANUMERIC = string.digits + string.ascii_uppercase + string.ascii_lowercase
 # Random bytes below 248 (4 x 62) map evenly onto the 62 letters and digits; the rest are dropped.
@@ -14,6 +15,44 @@ _BYTE_TO_DIGIT = bytes(ord(_ALPHANUMERIC[b % 62]) for b in range(_KEPT_BYTES)) +
 _DROPPED_BYTES = bytes(range(_KEPT_BYTES, 256))
 # Bytes drawn per digit wanted: enough that a draw almost never comes up short.
 _DRAW_SLACK = 8
+# Random bytes are read from the system this many at a time (one read serves ~1,000 ids).
+_POOL_BYTES = 1 << 16
+
+
+class _RandomBytes:
+    """Bytes from the system's random source (os.urandom), read in large blocks; each byte is
+    handed out once. A forked child drops what it inherited, so it never repeats its parent."""
+
+    def __init__(self) -> None:
+        """Start empty: the first draw reads a block."""
+        self._lock = threading.Lock()
+        self._block = b""
+        self._at = 0
+
+    def take(self, count: int) -> bytes:
+        """`count` random bytes no other call is given."""
+        with self._lock:
+            at, end = self._at, self._at + count
+            if end > len(self._block):
+                self._block = os.urandom(max(_POOL_BYTES, count))
+                at, end = 0, count
+            self._at = end
+            return self._block[at:end]
+
+    def forget(self) -> None:
+        """Drop the bytes not handed out yet (in a forked child)."""
+        self._lock = threading.Lock()
+        self._block = b""
+        self._at = 0
+
+
+_RANDOM = _RandomBytes()
+os.register_at_fork(after_in_child=_RANDOM.forget)
+
+
+def _hex(count: int) -> str:
+    """`count` random bytes as hex digits."""
+    return _RANDOM.take(count).hex()
 
 
 def _alphanumeric(length: int) -> str:
@@ -21,7 +60,7 @@ def _alphanumeric(length: int) -> str:
     random source."""
     digits = b""
     while len(digits) < length:
-        drawn = secrets.token_bytes(length + _DRAW_SLACK)
+        drawn = _RANDOM.take(length + _DRAW_SLACK)
         digits += drawn.translate(_BYTE_TO_DIGIT, _DROPPED_BYTES)
     return digits[:length].decode("ascii")
 
@@ -33,17 +72,17 @@ def file_id() -> str:
 
 def batch_id() -> str:
     """`batch_` and 32 hex digits."""
-    return "batch_" + secrets.token_hex(16)
+    return "batch_" + _hex(16)
 
 
 def batch_request_id() -> str:
     """`batch_req_` and 32 hex digits: the id of one output or error line."""
-    return "batch_req_" + secrets.token_hex(16)
+    return "batch_req_" + _hex(16)
 
 
 def request_id() -> str:
     """`req_` and 32 hex digits: the id the API gives one HTTP request (`x-request-id`)."""
-    return "req_" + secrets.token_hex(16)
+    return "req_" + _hex(16)
 
 
 def chat_completion_id() -> str:
@@ -63,14 +102,14 @@ def tool_call_id() -> str:
 
 def response_id() -> str:
     """`resp_` and 48 hex digits."""
-    return "resp_" + secrets.token_hex(24)
+    return "resp_" + _hex(24)
 
 
 def response_item_id(prefix: str) -> str:
     """An output item of a response: `msg_` or `fc_`, and 48 hex digits."""
-    return f"{prefix}_{secrets.token_hex(24)}"
+    return f"{prefix}_{_hex(24)}"
 
 
 def moderation_id() -> str:
     """`modr-` and 32 hex digits."""
-    return "modr-" + secrets.token_hex(16)
+    return "modr-" + _hex(16)

@@ -48,6 +48,16 @@ def encode_json_line(value: Any) -> bytes:
         return (text + "\n").encode("utf-8", "surrogatepass")
 
 
+def encode_float_free_line(value: Any) -> bytes:
+    """`encode_json_line` for a value built to hold no float at all (so none that is not
+    finite): the look for one is left out."""
+    try:
+        return _ENCODER.encode(value) + b"\n"
+    except (UnicodeEncodeError, OverflowError, TypeError):
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return (text + "\n").encode("utf-8", "surrogatepass")
+
+
 def _may_hold_nonfinite(value: Any) -> bool:
     """False when a JSON value surely holds no NaN or infinity (a quick look at its msgpack)."""
     try:

@@ -20,6 +20,7 @@ from typing import Any
 
 import rstr
 
+from batch_assets.local_api.answer_random import AnswerRandom
 from batch_assets.local_api.json_values import is_number, json_type
 from batch_assets.local_api.regex_outline import outline, repeat_counts
 
@@ -266,7 +267,7 @@ class _Builder:
     ) -> None:
         """Keep the root (for $ref lookups), the budget, and seed the random stream."""
         self.root = root
-        self.rng = random.Random(seed)
+        self.rng = AnswerRandom(seed)
         self.budget = budget
         self.room = truncate_after
         self.stopped = False  # the value reached `truncate_after`: containers close early
@@ -856,17 +857,17 @@ def _canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=repr)
 
 
-def _date(rng: random.Random) -> dt.date:
+def _date(rng: AnswerRandom) -> dt.date:
     """Pick a date in 2020-2026."""
     return dt.date(2020, 1, 1) + dt.timedelta(days=rng.randrange(2400))
 
 
-def _clock(rng: random.Random) -> str:
+def _clock(rng: AnswerRandom) -> str:
     """Pick a wall-clock time HH:MM:SS."""
     return f"{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}"
 
 
-_FORMATS: dict[str, Callable[[random.Random], str]] = {
+_FORMATS: dict[str, Callable[[AnswerRandom], str]] = {
     "date": lambda rng: _date(rng).isoformat(),
     "date-time": lambda rng: f"{_date(rng).isoformat()}T{_clock(rng)}Z",
     "time": lambda rng: f"{_clock(rng)}Z",
@@ -927,7 +928,7 @@ def _pattern_plan(pattern: str) -> _PatternPlan | str | None:
 
 
 def _from_pattern(
-    pattern: str, rng: random.Random, lengths: tuple[int, int | None], budget: GenerationBudget
+    pattern: str, rng: AnswerRandom, lengths: tuple[int, int | None], budget: GenerationBudget
 ) -> str | None:
     """Generate a string that `re.search(pattern)` accepts, within `lengths` if possible.
 

@@ -13,10 +13,10 @@ get no plan: `instance_for` answers them.
 from __future__ import annotations
 
 import copy
-import random
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from batch_assets.local_api.answer_random import AnswerRandom
 from batch_assets.local_api.json_schema_instance import (
     _FORMATS,
     _SOFT_DEPTH,
@@ -53,7 +53,7 @@ class _Tally:
         self.steps = 0
 
 
-_QuickBuild = Callable[[random.Random, _Tally], object]
+_QuickBuild = Callable[[AnswerRandom, _Tally], object]
 
 
 class _Quick(NamedTuple):
@@ -88,7 +88,7 @@ class SchemaPlan:
         budget.ref_ranks.setdefault(id(self.schema), (self.schema, {}))
         if self._quick is not None and self._far_from_limits(budget, truncate_after):
             tally = _Tally()
-            value = self._quick.build(random.Random(seed), tally)
+            value = self._quick.build(AnswerRandom(seed), tally)
             budget.steps -= self._rank_steps + tally.steps
             budget.chars -= tally.chars
             return value
@@ -290,7 +290,7 @@ def _entered_quick(inner: _Quick) -> _Quick:
     """Count the step `_Builder.build` spends on entering a node."""
     build = inner.build
 
-    def entered(rng: random.Random, tally: _Tally) -> object:
+    def entered(rng: AnswerRandom, tally: _Tally) -> object:
         tally.steps += 1
         return build(rng, tally)
 
@@ -301,7 +301,7 @@ def _quick_const(value: object) -> _Quick:
     size = _json_size(value)
     copies = isinstance(value, dict | list)
 
-    def build(rng: random.Random, tally: _Tally) -> object:
+    def build(rng: AnswerRandom, tally: _Tally) -> object:
         tally.chars += size
         return copy.deepcopy(value) if copies else value
 
@@ -316,7 +316,7 @@ def _quick_enum(schema: dict[str, Any]) -> _Quick:
         raise _NoPlan
     sized = [(value, _json_size(value)) for value in values]  # one draw picks as from `values`
 
-    def build(rng: random.Random, tally: _Tally) -> object:
+    def build(rng: AnswerRandom, tally: _Tally) -> object:
         value, size = rng.choice(sized)
         tally.chars += size
         return value
@@ -332,7 +332,7 @@ def _quick_type_choice(
     kinds = [_quick_kind(name, schema, depth, hint) for name in concrete]
     builds = [kind.build for kind in kinds]  # one draw picks as from `concrete`
 
-    def build(rng: random.Random, tally: _Tally) -> object:
+    def build(rng: AnswerRandom, tally: _Tally) -> object:
         return rng.choice(builds)(rng, tally)
 
     most_chars = max(kind.most_chars for kind in kinds)
@@ -353,12 +353,12 @@ def _quick_kind(kind: str, schema: dict[str, Any], depth: int, hint: str) -> _Qu
     return _quick_string(schema, hint)
 
 
-def _quick_null(rng: random.Random, tally: _Tally) -> object:
+def _quick_null(rng: AnswerRandom, tally: _Tally) -> object:
     tally.chars += 4
     return None
 
 
-def _quick_boolean(rng: random.Random, tally: _Tally) -> object:
+def _quick_boolean(rng: AnswerRandom, tally: _Tally) -> object:
     value = rng.random() < 0.5
     tally.chars += 4 if value else 5
     return value
@@ -379,7 +379,7 @@ def _quick_string(schema: dict[str, Any], hint: str) -> _Quick:
     longest_word = max(map(len, _WORDS))
     most = (longest_word if first is None else len(first)) + 1 + longest_word + 2
 
-    def build(rng: random.Random, tally: _Tally) -> object:
+    def build(rng: AnswerRandom, tally: _Tally) -> object:
         lead = rng.choice(_WORDS) if first is None else first
         text = f"{lead} {rng.choice(_WORDS)}"
         if high is not None and len(text) > high:
@@ -407,7 +407,7 @@ def _quick_array(schema: dict[str, Any], depth: int, hint: str) -> _Quick:
     most_count = max(start + 2 if high is None else min(start + 2, high), 0)
     item_build = item.build
 
-    def build(rng: random.Random, tally: _Tally) -> object:
+    def build(rng: AnswerRandom, tally: _Tally) -> object:
         count = rng.randint(start, start + 2)
         if high is not None:
             count = min(count, high)
@@ -435,7 +435,7 @@ def _quick_object(schema: dict[str, Any], depth: int) -> _Quick:
     # "{}" and, per member, its quoted name, a colon and a comma (none before the first)
     frame = 2 + sum(len(name) + 4 for name in props) - (1 if props else 0)
 
-    def build(rng: random.Random, tally: _Tally) -> object:
+    def build(rng: AnswerRandom, tally: _Tally) -> object:
         tally.chars += frame
         return {name: member(rng, tally) for name, member in builds}
 

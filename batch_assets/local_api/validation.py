@@ -222,6 +222,14 @@ def validate_input_file(path: Path, endpoint: str) -> ValidationOutcome:
             if problem is not None:
                 errors.append(problem)
     outcome.digest = content.hexdigest()
+    outcome.total = total
+    _check_file_limits(outcome, rules.embedding_inputs)
+    return outcome
+
+
+def _check_file_limits(outcome: ValidationOutcome, embedding_inputs: int) -> None:
+    """Add the errors of the rules on the whole file: empty, too many requests or inputs."""
+    errors, total = outcome.errors, outcome.total
     if total == 0:
         errors.append(batch_error("empty_file", "The batch input file is empty."))
     if total > MAX_REQUESTS:
@@ -232,13 +240,87 @@ def validate_input_file(path: Path, endpoint: str) -> ValidationOutcome:
                 f"{MAX_REQUESTS:,} allowed.",
             )
         )
-    if rules.embedding_inputs > MAX_EMBEDDING_INPUTS:
+    if embedding_inputs > MAX_EMBEDDING_INPUTS:
         errors.append(
             batch_error(
                 "too_many_tasks",
-                f"The batch has {rules.embedding_inputs:,} embedding inputs across its "
+                f"The batch has {embedding_inputs:,} embedding inputs across its "
                 f"requests, more than the {MAX_EMBEDDING_INPUTS:,} allowed.",
             )
         )
-    outcome.total = total
+
+
+@dataclass
+class PartOutcome:
+    """What the rules within a byte range of an input file found: whether every line passed,
+    and, when they all did, what the lines hold."""
+
+    clean: bool
+    total: int = 0
+    model: str | None = None
+    input_tokens: int = 0
+    embedding_inputs: int = 0
+    custom_ids: set[str] = field(default_factory=set)
+
+
+def validate_part(path: Path, endpoint: str, start: int, end: int) -> PartOutcome:
+    """Apply the rules of single lines and of the lines among themselves to the lines from byte
+    `start` (a line's start) up to byte `end`; stops at the first line that breaks one."""
+    outcome = ValidationOutcome()
+    rules = _FileCheck(endpoint, outcome)
+    total = 0
+    with path.open("rb") as lines:
+        lines.seek(start)
+        at = start
+        while at < end:
+            raw = lines.readline()
+            if not raw:
+                break
+            at += len(raw)
+            total += 1
+            request, problem = _parse_line(raw, total)
+            if problem is None:
+                problem = rules.check_safely(request, total)
+            if problem is not None:
+                return PartOutcome(clean=False)
+    return PartOutcome(
+        True, total, outcome.model, outcome.input_tokens, rules.embedding_inputs, rules.seen_ids
+    )
+
+
+def line_start_near(path: Path, offset: int) -> int:
+    """The start of the first line at or after byte `offset` (the file's size past its end)."""
+    with path.open("rb") as lines:
+        if offset <= 0:
+            return 0
+        lines.seek(offset - 1)
+        lines.readline()
+        return lines.tell()
+
+
+def joined_outcome(path: Path, first: PartOutcome, second: PartOutcome) -> ValidationOutcome | None:
+    """The outcome of the whole file from two clean parts that split it, first then second;
+    None when the parts do not tell it alone (a part broke a rule, or the rules among lines
+    meet across the split: a custom_id in both, or two models)."""
+    if not (first.clean and second.clean) or not first.custom_ids.isdisjoint(second.custom_ids):
+        return None
+    models = {part.model for part in (first, second) if part.total > 0}
+    if len(models) > 1:
+        return None
+    outcome = ValidationOutcome(
+        total=first.total + second.total,
+        model=next(iter(models), None),
+        input_tokens=first.input_tokens + second.input_tokens,
+        digest=file_digest(path),
+    )
+    _check_file_limits(outcome, first.embedding_inputs + second.embedding_inputs)
     return outcome
+
+
+def file_digest(path: Path) -> str:
+    """The digest of an input file's content, as `validate_input_file` reckons it."""
+    content = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as source:
+        while chunk := source.read(1 << 20):
+            content.update(chunk)
+    return content.hexdigest()

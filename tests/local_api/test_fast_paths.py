@@ -2,9 +2,10 @@
 
 Contracts: request lines read to the same Python values (types included); result lines parse to
 the same JSON as the old json.dumps lines (compact now; with no float in them, the same bytes as
-json.dumps with compact separators); answer digests, body checks, read formats and schema
-instances are the same (instances: the same value, refusal and budget left); and the answers of
-pipeline-shaped requests are the same bytes as before.
+json.dumps with compact separators); answer digests are the reference digest (blake2b of sorted
+msgpack, written by hand in the reference); body checks, read formats and schema instances are
+the same (instances: the same value, refusal and budget left); and the answers of pipeline-shaped
+requests are the pinned bytes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from functools import partial
 from typing import Any
 
 import pytest
@@ -29,6 +31,7 @@ from batch_assets.local_api.json_schema_instance import (
 from batch_assets.local_api.local_models import RequestRejected, respond
 from batch_assets.local_api.local_models.answer_text import Shared, stable_digest
 from batch_assets.local_api.local_models.body_walk import check_body_values, check_templated_body
+from batch_assets.local_api.local_models.chat_completions import answer_chat_completions
 from batch_assets.local_api.local_models.structured_output import (
     read_schema_format,
     schema_format,
@@ -175,20 +178,63 @@ def test_msgpack_bytes_that_look_like_a_nan_are_looked_at_closely() -> None:
 @given(
     parts=st.lists(st.tuples(json_values, st.booleans()), max_size=5),
 )
-def test_stable_digest_is_the_one_json_dumps_of_all_parts(
+def test_stable_digest_is_the_reference_digest_of_all_parts(
     parts: list[tuple[object, bool]],
 ) -> None:
     plain = [value for value, _ in parts]
     wrapped = [Shared(value) if shared else value for value, shared in parts]
     expected = _outcome(lambda: reference_stable_digest(*plain))
     assert _outcome(lambda: stable_digest(*wrapped)) == expected
-    assert _outcome(lambda: stable_digest(*wrapped)) == expected  # the kept JSON, again
+    assert _outcome(lambda: stable_digest(*wrapped)) == expected  # again: nothing kept
+
+
+_unicode = st.text(alphabet=st.characters(exclude_categories=["Cs"]))
+clean_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        _unicode,
+    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_unicode, inner, max_size=4),
+    max_leaves=16,
+)
+
+
+@FAST
+@given(rest=st.dictionaries(st.text(max_size=6), clean_values, max_size=4), own=clean_values)
+def test_stable_digest_of_a_kept_template_value_is_the_reference_digest(
+    rest: dict[str, Any], own: object
+) -> None:
+    body = check_templated_body({**rest, "own": own}, "own")
+    body = check_templated_body({**rest, "own": own}, "own")  # the kept values now
+    for name, value in body.items():
+        expected = reference_stable_digest(own, value)
+        assert stable_digest(own, Shared(value)) == expected, name
+        assert stable_digest(own, Shared(value)) == expected, name  # the same, again
+
+
+@FAST
+@given(value=json_values, seed=st.randoms(use_true_random=False))
+def test_stable_digest_does_not_depend_on_the_order_of_keys(value: object, seed: Any) -> None:
+    def shuffled(item: object) -> object:
+        if isinstance(item, dict):
+            keys = list(item)
+            seed.shuffle(keys)
+            return {key: shuffled(item[key]) for key in keys}
+        if isinstance(item, list):
+            return [shuffled(x) for x in item]
+        return item
+
+    assert stable_digest("m", shuffled(value)) == stable_digest("m", value)
 
 
 def test_stable_digest_tells_nan_from_null_and_one_from_true() -> None:
     for a, b in ((math.nan, None), (1, True), (1, 1.0), ([1], {"1": 1})):
         assert stable_digest(Shared([a])) == reference_stable_digest([a])
         assert stable_digest(Shared([b])) == reference_stable_digest([b])
+        assert stable_digest([a]) != stable_digest([b])
 
 
 # --- the body check ------------------------------------------------------------------------
@@ -397,12 +443,13 @@ def test_surrogate_precheck_matches_the_regex(raw: bytes, inserted: bytes) -> No
 
 # --- whole answers -------------------------------------------------------------------------
 
-# Answers of pipeline-shaped requests, as the engine wrote them before its fast paths.
+# Answers of pipeline-shaped requests, as the engine writes them (blake2b digest, AnswerRandom).
 PINNED_CONTENT = [
-    '{"sentiment":"neutral","topics":["topics ember","topics kestrel","topics bravo"]}',
-    '{"sentiment":"neutral","topics":["topics sierra"]}',
-    '{"sentiment":"positive","topics":["topics willow","topics willow","topics alpha"]}',
+    '{"sentiment":"neutral","topics":["topics cedar"]}',
+    '{"sentiment":"positive","topics":["topics pebble","topics sierra"]}',
+    '{"sentiment":"positive","topics":["topics zephyr","topics nova"]}',
 ]
+PINNED_COMPLETION_TOKENS = [13, 17, 17]
 
 
 def _pipeline_body(row: int) -> dict[str, Any]:
@@ -427,10 +474,77 @@ def _pipeline_body(row: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("row", range(len(PINNED_CONTENT)))
-def test_pipeline_answers_are_the_bytes_they_were(row: int) -> None:
+def test_pipeline_answers_are_the_pinned_bytes(row: int) -> None:
     for _ in range(2):  # the second time every template-wide fact comes from a cache
         answer = respond(
             "/v1/chat/completions", json.loads(json.dumps(_pipeline_body(row))), created=5
         )
         assert answer["choices"][0]["message"]["content"] == PINNED_CONTENT[row]
-        assert answer["usage"]["completion_tokens"] == (13 if row == 1 else 21)
+        assert answer["usage"]["completion_tokens"] == PINNED_COMPLETION_TOKENS[row]
+
+
+# --- chat templates read once --------------------------------------------------------------
+
+_TEMPLATE_PARTS: dict[str, list[object]] = {
+    "model": ["gpt-4o-mini", "o3-mini", "", 5],
+    "n": [1, 2, 0, "x"],
+    "max_tokens": [5, 100, 0],
+    "max_completion_tokens": [3, 300],
+    "temperature": [0, 3],
+    "response_format": [
+        {"type": "json_object"},
+        {"type": "bogus"},
+        {"type": "json_schema", "json_schema": {"name": "r", "schema": SENTIMENT, "strict": True}},
+    ],
+    "stop": ["e", ["a", "topics"]],
+    "seed": [7],
+    "reasoning_effort": ["high"],
+    "service_tier": ["flex"],
+    "tools": [[{"type": "function", "function": {"name": "f", "parameters": SENTIMENT}}]],
+    "tool_choice": ["required"],
+}
+_MESSAGES = [
+    [{"role": "user", "content": "Label this review of a tent."}],
+    [{"role": "system", "content": "Answer in json."}, {"role": "user", "content": "A stove."}],
+    [],
+    [{"role": "wizard", "content": "x"}],
+]
+templates = st.fixed_dictionaries(
+    {}, optional={name: st.sampled_from(values) for name, values in _TEMPLATE_PARTS.items()}
+)
+
+
+def _without_ids(outcome: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An answer's outcome with its fresh ids blanked."""
+    if outcome[0] != "ok":
+        return outcome
+    answer = json.loads(json.dumps(outcome[1]))
+    answer["id"] = ""
+    for choice in answer["choices"]:
+        for call in choice["message"].get("tool_calls", []):
+            call["id"] = ""
+    return ("ok", answer)
+
+
+def _general_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """The answer of the path that reads every parameter of every request."""
+    check_body_values(body)
+    return answer_chat_completions(body, 5, GenerationBudget())
+
+
+@FAST
+@given(
+    picks=st.lists(
+        st.tuples(templates, st.integers(min_value=0, max_value=len(_MESSAGES) - 1)),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_template_read_once_answers_as_reading_every_request(
+    picks: list[tuple[dict[str, Any], int]],
+) -> None:
+    for template, messages in picks * 2:  # the second round reads every template from a cache
+        text = json.dumps({**template, "messages": _MESSAGES[messages]})
+        expected = _without_ids(_outcome(partial(_general_answer, json.loads(text))))
+        got = _outcome(partial(respond, "/v1/chat/completions", json.loads(text), created=5))
+        assert _without_ids(got) == expected

@@ -119,3 +119,24 @@ def test_a_batch_ends_whole_when_the_helper_dies(
     server.configure(seconds_per_request=0.0)
     _expect_alone(_answers(server, batch.id))
     assert _helper_pids(server) == []
+
+
+def test_a_large_file_validated_in_halves_fails_as_in_one_pass(
+    start_local_api: Callable[..., LocalBatchAPI],
+) -> None:
+    server = start_local_api()
+    _answers(server, submit(server.client(), [_line(row) for row in range(COUNT)]).id)
+    assert _helper_pids(server)  # warm: large files are now validated in two halves
+    client = server.client()
+    repeated = [_line(row) for row in range(COUNT)] + [_line(0)]  # row-0 in both halves
+    other_model = [_line(row) for row in range(COUNT)]
+    for line in other_model[COUNT - 10 :]:
+        line["body"]["model"] = "gpt-4o"
+    expected = [
+        [("duplicate_custom_id", COUNT + 1)],
+        [("model_mismatch", number) for number in range(COUNT - 9, COUNT + 1)],
+    ]
+    for lines, errors in zip((repeated, other_model), expected, strict=True):
+        batch = wait_until_done(client, submit(client, lines).id, timeout=120)
+        assert batch.status == "failed" and batch.errors is not None
+        assert [(e.code, e.line) for e in batch.errors.data] == errors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from functools import partial
@@ -36,3 +37,25 @@ def test_every_base62_digit_is_drawn_in_every_place() -> None:
     drawn = [ids.chat_completion_id().removeprefix("chatcmpl-") for _ in range(5000)]
     for place in range(29):
         assert len({object_id[place] for object_id in drawn}) == 62
+
+
+def test_ids_drawn_across_several_random_blocks_never_repeat() -> None:
+    drawn = [ids.batch_request_id() for _ in range(20_000)]  # 320,000 bytes: several blocks
+    assert len(set(drawn)) == len(drawn)
+
+
+def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
+    ids.request_id()  # the parent holds a block it has not used up
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: write the ids it draws and leave at once
+        os.close(read_end)
+        os.write(write_end, " ".join(ids.request_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        theirs = set(pipe.read().decode().split())
+    os.waitpid(child, 0)
+    ours = {ids.request_id() for _ in range(50)}
+    assert len(theirs) == 50
+    assert not theirs & ours

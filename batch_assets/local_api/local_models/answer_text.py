@@ -7,8 +7,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from batch_assets.local_api.json_codec import value_key
-from batch_assets.local_api.local_models.body_walk import is_shared_value
+import msgspec
+
 from batch_assets.local_api.local_models.token_counting import count_tokens
 
 _ANSWER_TEMPLATES = (
@@ -33,54 +33,50 @@ def _canonical_writer() -> Callable[[object], str]:
 
 
 _CANONICAL = _canonical_writer()
-# Canonical JSON of parts that every request of a template shares (a schema, the tools).
-_SHARED_JSON: dict[bytes, str] = {}
-_SHARED_JSON_SIZE = 256
-# The same by the value object itself (kept alive here), for values met again as they are.
-_SHARED_OBJECTS: dict[int, tuple[object, str]] = {}
+# msgpack with every object's keys sorted: 1, 1.0 and true differ, and so do NaN and null.
+_SORTED_PACKER = msgspec.msgpack.Encoder(order="sorted")
+# A byte no msgpack value starts with: it marks a part written as canonical JSON instead.
+_JSON_PART = b"\xc1"
 
 
 class Shared(NamedTuple):
-    """A digest part the requests of one template share: its canonical JSON is kept."""
+    """A digest part the requests of one template share (its digest is its value's)."""
 
     value: object
 
 
 def stable_digest(*parts: object) -> str:
-    """Hash JSON-able parts into a stable hex digest: the sha256 of their canonical JSON list.
+    """Hash JSON-able parts into a stable hex digest, whatever the order of their keys.
 
-    Parts wrapped in `Shared` are written as their values; the digest is the same either way.
+    The blake2b (16 bytes) of the parts as one msgpack array with sorted keys; a part msgpack
+    cannot hold (a lone surrogate, an integer past 64 bits) is written in the array as
+    `_JSON_PART`, its length and its canonical JSON. Parts wrapped in `Shared` count as their
+    values.
     """
-    canonical = "[" + ", ".join(map(_canonical_json, parts)) + "]"
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    values = [part.value if type(part) is Shared else part for part in parts]
+    try:
+        packed = _SORTED_PACKER.encode(values)
+    except (TypeError, OverflowError, UnicodeEncodeError, ValueError):
+        packed = _array_head(len(values)) + b"".join(map(packed_digest_part, values))
+    return hashlib.blake2b(packed, digest_size=16).hexdigest()
 
 
-def _canonical_json(part: object) -> str:
-    """One part's canonical JSON (sorted keys, no ASCII escapes); a `Shared` one from the cache."""
-    if part is None:
-        return "null"
-    if type(part) is not Shared:
-        return _CANONICAL(part)
-    if part.value is None:
-        return "null"
-    shared = is_shared_value(part.value)
-    same = _SHARED_OBJECTS.get(id(part.value)) if shared else None
-    if same is not None and same[0] is part.value:
-        return same[1]
-    key = value_key(part.value)
-    if key is None:
-        return _CANONICAL(part.value)
-    written = _SHARED_JSON.get(key)
-    if written is None:
-        written = _CANONICAL(part.value)
-        if len(_SHARED_JSON) >= _SHARED_JSON_SIZE:
-            _SHARED_JSON.clear()
-        _SHARED_JSON[key] = written
-    if shared:
-        if len(_SHARED_OBJECTS) >= _SHARED_JSON_SIZE:
-            _SHARED_OBJECTS.clear()
-        _SHARED_OBJECTS[id(part.value)] = (part.value, written)
-    return written
+def _array_head(size: int) -> bytes:
+    """The msgpack head of an array of `size` items."""
+    if size < 16:
+        return bytes([0x90 + size])
+    return (
+        b"\xdc" + size.to_bytes(2, "big") if size < 1 << 16 else b"\xdd" + size.to_bytes(4, "big")
+    )
+
+
+def packed_digest_part(value: object) -> bytes:
+    """A value's bytes in the digest: sorted msgpack, else the marked canonical JSON."""
+    try:
+        return _SORTED_PACKER.encode(value)
+    except (TypeError, OverflowError, UnicodeEncodeError, ValueError):
+        text = _CANONICAL(value).encode("utf-8", "surrogatepass")
+        return _JSON_PART + len(text).to_bytes(8, "little") + text
 
 
 @lru_cache(maxsize=256)

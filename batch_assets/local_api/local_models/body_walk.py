@@ -84,20 +84,32 @@ def check_templated_body(body: dict[str, Any], own: str) -> dict[str, Any]:
     A clean part raises nothing wherever the walk meets it, so leaving it out changes neither
     whether the body is refused nor which error comes first.
     """
+    return check_templated_body_and_rest(body, own)[0]
+
+
+def check_templated_body_and_rest(
+    body: dict[str, Any], own: str
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """`check_templated_body`, and the kept rest whose values the returned body's are (None
+    when there is none): a private object no request changes, for caches to know by identity.
+    """
     if own not in body:
         check_body_values(body)
-        return body
+        return body, None
     rest = {key: value for key, value in body.items() if key != own}
     key = value_key(rest)
+    # Equal keys are equal values (types and key order included), so a kept rest is not
+    # compared again.
     known = None if key is None else _CLEAN_RESTS.get(key)
-    if known is None or known != rest:
+    if known is None:
         check_body_values(body)
         if key is None:
-            return body
+            return body, None
         known = _keep_clean_rest(key, rest)
     else:
         _check_member(body[own], own)
-    return {name: value if name == own else known[name] for name, value in body.items()}
+    answered = {name: value if name == own else known[name] for name, value in body.items()}
+    return answered, known
 
 
 def _keep_clean_rest(key: bytes, rest: dict[str, Any]) -> dict[str, Any]:

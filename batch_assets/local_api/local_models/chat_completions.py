@@ -1,6 +1,6 @@
 """The /v1/chat/completions endpoint."""
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from batch_assets.local_api import ids
 from batch_assets.local_api.json_schema_instance import GenerationBudget
@@ -73,12 +73,34 @@ def _check_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return messages
 
 
-def answer_chat_completions(
-    body: dict[str, Any], created: int, work: GenerationBudget
-) -> dict[str, Any]:
-    """Answer /v1/chat/completions with a chat.completion object."""
-    model = require_model(body)
-    messages = _check_messages(body)
+class _ChatTemplate(NamedTuple):
+    """What a chat body decides outside its messages: read once per template."""
+
+    model: str
+    n: int
+    thinking: int
+    visible_budget: int | None
+    kind: str
+    schema: dict[str, Any] | None
+    site: SchemaSite
+    truncate_after: int | None
+    forced: Any
+    stop: object
+    response_format: object
+    tools: object
+    seed: object
+    service_tier: str
+    fingerprint: str
+
+
+# Templates read before, by the kept rest of a body (see `check_templated_body_and_rest`).
+_TEMPLATES: dict[int, tuple[dict[str, Any], _ChatTemplate]] = {}
+_TEMPLATES_SIZE = 256
+
+
+def _read_template(body: dict[str, Any], model: str) -> _ChatTemplate:
+    """Check the parameters besides the model and the messages (in the API's order) and read
+    what they decide."""
     n = int_param(body, "n", low=1, high=MAX_CHOICES) or 1
     max_tokens = int_param(body, "max_tokens", low=1)
     max_completion_tokens = int_param(body, "max_completion_tokens", low=1)
@@ -95,36 +117,99 @@ def answer_chat_completions(
     kind, schema, format_echo = schema_format(
         body.get("response_format"), "response_format", "response_format", None
     )
-    if kind == "json_object" and not mentions_json(all_texts(messages)):
-        raise RequestRejected(
-            "'messages' must contain the word 'json' in some form, to use 'response_format' "
-            "of type 'json_object'.",
-            param="messages",
-        )
     budget = max_completion_tokens if max_completion_tokens is not None else max_tokens
     thinking = reasoning_tokens(model, body.get("reasoning_effort"))
     if budget is not None:
         thinking = min(thinking, budget)
     visible_budget = None if budget is None else budget - thinking
-    # the answer depends on what the model reads, not on limits, so a cut answer is a prefix
-    answer_key = stable_digest(
-        model,
-        messages,
-        Shared(body.get("response_format")),
-        Shared(body.get("tools")),
-        body.get("seed"),
-    )
-    forced = forced_function(body, nested=True)
-    topic = last_user_text(messages)
     site = SchemaSite(
         f"response_format '{format_echo.get('name', '')}'",
         "response_format.json_schema.schema",
         None,
     )
-    generation = Generation(work, cut_room(visible_budget, body.get("stop")))
+    return _ChatTemplate(
+        model,
+        n,
+        thinking,
+        visible_budget,
+        kind,
+        schema,
+        site,
+        cut_room(visible_budget, body.get("stop")),
+        forced_function(body, nested=True),
+        body.get("stop"),
+        body.get("response_format"),
+        body.get("tools"),
+        body.get("seed"),
+        served_tier(body),
+        system_fingerprint(model),
+    )
+
+
+def _known_template(rest: dict[str, Any] | None) -> _ChatTemplate | None:
+    """The template read before for this kept rest of a body, if any."""
+    if rest is None:
+        return None
+    known = _TEMPLATES.get(id(rest))
+    return known[1] if known is not None and known[0] is rest else None
+
+
+def _keep_template(rest: dict[str, Any], template: _ChatTemplate) -> None:
+    """Keep a template read from a body whose rest is `rest` (kept alive here)."""
+    if len(_TEMPLATES) >= _TEMPLATES_SIZE:
+        _TEMPLATES.clear()
+    _TEMPLATES[id(rest)] = (rest, template)
+
+
+def answer_chat_completions(
+    body: dict[str, Any],
+    created: int,
+    work: GenerationBudget,
+    rest: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Answer /v1/chat/completions with a chat.completion object.
+
+    `rest` is the kept rest of the body (all but its messages; see check_templated_body),
+    whose values the body's are: the template it decides is then read once, when it passes
+    every check, and the checks of a request run in the same order either way.
+    """
+    template = _known_template(rest)
+    if template is None:
+        model = require_model(body)
+        messages = _check_messages(body)
+        template = _read_template(body, model)
+        if rest is not None:
+            _keep_template(rest, template)
+    else:
+        messages = _check_messages(body)
+    if template.kind == "json_object" and not mentions_json(all_texts(messages)):
+        raise RequestRejected(
+            "'messages' must contain the word 'json' in some form, to use 'response_format' "
+            "of type 'json_object'.",
+            param="messages",
+        )
+    return _completion(template, messages, created, work)
+
+
+def _completion(
+    template: _ChatTemplate, messages: list[dict[str, Any]], created: int, work: GenerationBudget
+) -> dict[str, Any]:
+    """The chat.completion object for checked messages under a read template."""
+    model, thinking, visible_budget = template.model, template.thinking, template.visible_budget
+    # the answer depends on what the model reads, not on limits, so a cut answer is a prefix
+    answer_key = stable_digest(
+        model,
+        messages,
+        Shared(template.response_format),
+        Shared(template.tools),
+        template.seed,
+    )
+    forced = template.forced
+    topic = last_user_text(messages)
+    generation = Generation(work, template.truncate_after)
     choices = []
     completion_tokens = 0
-    for index in range(n):
+    for index in range(template.n):
         message: dict[str, Any] = {
             "role": "assistant",
             "content": None,
@@ -144,8 +229,15 @@ def answer_chat_completions(
             finish_reason = "tool_calls"
             completion_tokens += thinking + count_tokens(name) + count_tokens(arguments)
         else:
-            answer = render_answer(kind, schema, topic, (answer_key, index), generation, site)
-            text = apply_stop(answer, body.get("stop"))
+            answer = render_answer(
+                template.kind,
+                template.schema,
+                topic,
+                (answer_key, index),
+                generation,
+                template.site,
+            )
+            text = apply_stop(answer, template.stop)
             content, cut = clip_to_budget(text, visible_budget)
             message["content"] = content
             finish_reason = "length" if cut else "stop"
@@ -166,12 +258,12 @@ def answer_chat_completions(
             "total_tokens": prompt_tokens + completion_tokens,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {
-                "reasoning_tokens": thinking * n,
+                "reasoning_tokens": thinking * template.n,
                 "audio_tokens": 0,
                 "accepted_prediction_tokens": 0,
                 "rejected_prediction_tokens": 0,
             },
         },
-        "service_tier": served_tier(body),
-        "system_fingerprint": system_fingerprint(model),
+        "service_tier": template.service_tier,
+        "system_fingerprint": template.fingerprint,
     }

@@ -5,7 +5,7 @@ from typing import Any
 
 from batch_assets.local_api.json_schema_instance import DeadlinePassed, GenerationBudget
 from batch_assets.local_api.json_values import describe
-from batch_assets.local_api.local_models.body_walk import check_templated_body
+from batch_assets.local_api.local_models.body_walk import check_templated_body_and_rest
 from batch_assets.local_api.local_models.chat_completions import answer_chat_completions
 from batch_assets.local_api.local_models.completions import answer_completions
 from batch_assets.local_api.local_models.embeddings import answer_embeddings
@@ -48,9 +48,11 @@ def respond(endpoint: str, body: dict, *, created: int, deadline: float | None =
             f"Invalid type for body: expected an object, but got {describe(body)} instead.",
             code="invalid_type",
         )
-    body = check_templated_body(body, _OWN_PART[endpoint])
+    body, rest = check_templated_body_and_rest(body, _OWN_PART[endpoint])
     reject_unknown_parameters(endpoint, body)
     try:
+        if handler is answer_chat_completions:
+            return answer_chat_completions(body, created, GenerationBudget(deadline=deadline), rest)
         return handler(body, created, GenerationBudget(deadline=deadline))
     except DeadlinePassed:
         raise AnswerTimedOut from None

@@ -34,6 +34,10 @@ def estimate_input_tokens(endpoint: str, body: dict) -> int:
 
 def _item_tokens(item: object) -> int:
     """Estimate one message or input item: its texts, images, tool calls and overhead."""
+    if type(item) is dict and len(item) == 2 and "role" in item:
+        content = item.get("content")
+        if type(content) is str:  # a plain message: its text and overhead, nothing else
+            return MESSAGE_OVERHEAD_TOKENS + (len(content) + 3) // 4
     if isinstance(item, str):
         return MESSAGE_OVERHEAD_TOKENS + count_tokens(item)
     if not isinstance(item, dict):
