@@ -645,6 +645,42 @@ def shard_requests(
     return _write_all(writer, _requests_into(writer, requests, limits, source))
 
 
+def checked_request_lines(
+    frame: pl.DataFrame,
+    endpoint: str,
+    limits: BatchLimits,
+    *,
+    line_column: str,
+    custom_id_column: str,
+    source: str | None,
+) -> pl.DataFrame:
+    """The lines of a frame of rendered requests, with their sizes and embedding inputs, once
+    their custom_ids are unique and present and every line is within max_bytes."""
+    if frame.height == 0:
+        raise empty_input_error(source)
+    ids = frame[custom_id_column].rechunk()
+    lines = frame[line_column]
+    n_bytes = lines.str.len_bytes().cast(pl.Int64)
+    if (
+        ids.null_count()
+        or lines.null_count()
+        or n_bytes.max() >= limits.max_bytes  # type: ignore[operator]
+        or ids.n_unique() < frame.height
+    ):
+        problems = ids.is_null() | ~ids.is_first_distinct() | lines.is_null()
+        problems = problems | (n_bytes >= limits.max_bytes)
+        row = int(problems.arg_true()[0])
+        raise _frame_problem(ids[row], n_bytes[row], row + 1, limits, source)
+    inputs = 1 if endpoint == EMBEDDINGS else 0
+    return pl.DataFrame(
+        {
+            "line": lines,
+            "n_bytes": n_bytes,
+            "embedding_inputs": pl.repeat(inputs, frame.height, dtype=pl.Int64, eager=True),
+        }
+    )
+
+
 def shard_request_frame(
     frame: pl.DataFrame,
     out_dir: str | Path | UPath,
@@ -661,30 +697,15 @@ def shard_request_frame(
 
     Checks what construction cannot: custom_ids unique and present, every line within max_bytes.
     """
-    if frame.height == 0:
-        raise empty_input_error(source)
-    ids = frame[custom_id_column].rechunk()
-    lines = frame[line_column]
-    n_bytes = lines.str.len_bytes().cast(pl.Int64)
-    if (
-        ids.null_count()
-        or lines.null_count()
-        or n_bytes.max() >= limits.max_bytes  # type: ignore[operator]
-        or ids.n_unique() < frame.height
-    ):
-        problems = ids.is_null() | ~ids.is_first_distinct() | lines.is_null()
-        problems = problems | (n_bytes >= limits.max_bytes)
-        row = int(problems.arg_true()[0])
-        raise _frame_problem(ids[row], n_bytes[row], row + 1, limits, source)
-    writer = ShardWriter(out_dir, endpoint=endpoint, limits=limits, prefix=prefix)
-    inputs = 1 if endpoint == EMBEDDINGS else 0
-    requests = pl.DataFrame(
-        {
-            "line": lines,
-            "n_bytes": n_bytes,
-            "embedding_inputs": pl.repeat(inputs, frame.height, dtype=pl.Int64, eager=True),
-        }
+    requests = checked_request_lines(
+        frame,
+        endpoint,
+        limits,
+        line_column=line_column,
+        custom_id_column=custom_id_column,
+        source=source,
     )
+    writer = ShardWriter(out_dir, endpoint=endpoint, limits=limits, prefix=prefix)
 
     def fill() -> Iterator[None]:
         writer._place(model, requests)

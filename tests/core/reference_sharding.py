@@ -28,12 +28,12 @@ from batch_assets.core.sharding import (
     Shard,
     ShardWriter,
     _chunk_encoder,
-    _frame_problem,
     _long_integer_error,
     _OpenShard,
     _unwritable,
     _write_all,
     _write_checked,
+    checked_request_lines,
 )
 
 _NO_MODEL = object()
@@ -207,30 +207,15 @@ def reference_shard_request_frame(
 
     Checks what construction cannot: custom_ids unique and present, every line within max_bytes.
     """
-    if frame.height == 0:
-        raise empty_input_error(source)
-    ids = frame[custom_id_column].rechunk()
-    lines = frame[line_column]
-    n_bytes = lines.str.len_bytes().cast(pl.Int64)
-    if (
-        ids.null_count()
-        or lines.null_count()
-        or n_bytes.max() >= limits.max_bytes  # type: ignore[operator]
-        or ids.n_unique() < frame.height
-    ):
-        problems = ids.is_null() | ~ids.is_first_distinct() | lines.is_null()
-        problems = problems | (n_bytes >= limits.max_bytes)
-        row = int(problems.arg_true()[0])
-        raise _frame_problem(ids[row], n_bytes[row], row + 1, limits, source)
-    writer = ShardWriter(out_dir, endpoint=endpoint, limits=limits, prefix=prefix)
-    inputs = 1 if endpoint == EMBEDDINGS else 0
-    requests = pl.DataFrame(
-        {
-            "line": lines,
-            "n_bytes": n_bytes,
-            "embedding_inputs": pl.repeat(inputs, frame.height, dtype=pl.Int64, eager=True),
-        }
+    requests = checked_request_lines(
+        frame,
+        endpoint,
+        limits,
+        line_column=line_column,
+        custom_id_column=custom_id_column,
+        source=source,
     )
+    writer = ShardWriter(out_dir, endpoint=endpoint, limits=limits, prefix=prefix)
 
     def fill() -> Iterator[None]:
         _reference_place(writer, model, requests)
