@@ -20,8 +20,9 @@ import functools
 import operator
 import os
 import re
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -43,6 +44,8 @@ _LONG_DIGITS = f"[0-9]{{{DOUBLE_DIGITS}}}"
 _DECODE_ERRORS = (msgspec.DecodeError, RecursionError)
 _CUSTOM_ID = operator.attrgetter("custom_id")
 _MODEL = operator.attrgetter("body.model")
+
+_TextScan = tuple[bool, int, int, pl.Series | None]
 
 NonEmptyString = Annotated[str, msgspec.Meta(min_length=1)]
 
@@ -151,18 +154,27 @@ class RequestScanner:
         decoder = msgspec.json.Decoder(_request_type(endpoint))
         self._decode = decoder.decode
         self._decode_lines = decoder.decode_lines
+        self._pending: tuple[bytes, bool, Future[_TextScan]] | None = None
 
-    def scan(self, data: bytes, *, with_lines: bool = False) -> ScannedChunk | None:
+    def scan(
+        self, data: bytes, *, with_lines: bool = False, following: bytes | None = None
+    ) -> ScannedChunk | None:
         """Read whole lines, each ending in LF (splitting them into `lines` now if `with_lines`);
-        None if the text is not valid UTF-8."""
-        # polars scans the text (without the GIL) while msgspec decodes it.
-        text_scan = _text_scans().submit(self._scan_text, data, with_lines)
+        None if the text is not valid UTF-8. The text scan of the `following` chunk, if given,
+        starts as soon as this one's ends, to run while this process finishes this chunk."""
+        text_scan = self._text_scan_of(data, with_lines)
         values = self._decode_whole(data)
-        n_lines = data.count(b"\n")
         try:
-            escape_or_exponent, heads, split = text_scan.result()
+            escape_or_exponent, heads, n_lines, split = text_scan.result()
         except pl.exceptions.PolarsError:
             return None
+        finally:
+            if following is not None:
+                self._pending = (
+                    following,
+                    with_lines,
+                    self._start_text_scan(following, with_lines),
+                )
         if (
             values is not None
             and not escape_or_exponent
@@ -219,10 +231,28 @@ class RequestScanner:
             return None
         return values
 
-    def _scan_text(self, data: bytes, with_lines: bool) -> tuple[bool, int, pl.Series | None]:
+    def _text_scan_of(self, data: bytes, with_lines: bool) -> Future[_TextScan]:
+        """The text scan of `data`: the one started by the last `scan` if it was of this chunk."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] is data and pending[1] == with_lines:
+            return pending[2]
+        return self._start_text_scan(data, with_lines)
+
+    def _start_text_scan(self, data: bytes, with_lines: bool) -> Future[_TextScan]:
+        """Start `_scan_text` in the helper thread; return once polars runs it without the GIL.
+
+        msgspec holds the GIL for all of a chunk's decoding: a thread that asked for the GIL
+        only then would start its scan after the decoding, not alongside it.
+        """
+        started = threading.Event()
+        scan = _text_scans().submit(self._scan_text, data, with_lines, started)
+        started.wait()
+        return scan
+
+    def _scan_text(self, data: bytes, with_lines: bool, started: threading.Event) -> _TextScan:
         """Whether the text may hold a \\u escape or an exponent, how many heads and keys it holds
-        (`heads_or_keys`), and its lines if `with_lines`; raise a PolarsError if the text is not
-        valid UTF-8.
+        (`heads_or_keys`), how many LFs, and its lines if `with_lines`; raise a PolarsError if the
+        text is not valid UTF-8. Sets `started` as polars begins (see `_start_text_scan`).
 
         Over a chunk without a \\u escape whose requests all decoded, whose first line is a head
         holding all its keys, there are as many matches as requests after the first, plus the
@@ -232,18 +262,22 @@ class RequestScanner:
         every such head starts at a line end after '}' and at the '{' of the next line. Lines
         written otherwise make more matches and take the slower line by line checks.
         """
-        text = pl.col("text").cast(pl.String)
-        scans = (
-            pl.DataFrame({"text": [data]}, schema={"text": pl.Binary})
-            .lazy()
-            .select(
-                text.str.contains(_ESCAPE_OR_EXPONENT).alias("escape_or_exponent"),
-                text.str.count_matches(self.heads_or_keys).alias("heads"),
+        try:
+            text = pl.col("text").cast(pl.String)
+            query = (
+                pl.DataFrame({"text": [data]}, schema={"text": pl.Binary})
+                .lazy()
+                .select(
+                    text.str.contains(_ESCAPE_OR_EXPONENT).alias("escape_or_exponent"),
+                    text.str.count_matches(self.heads_or_keys).alias("heads"),
+                    text.str.count_matches("\n", literal=True).alias("n_lines"),
+                )
             )
-            .collect()
-        )
+        finally:
+            started.set()
+        scans = query.collect().row(0)
         lines = split_lines(data) if with_lines else None
-        return bool(scans["escape_or_exponent"][0]), int(scans["heads"][0]), lines
+        return bool(scans[0]), int(scans[1]), int(scans[2]), lines
 
     def _heads_vouch(self, data: bytes, n_lines: int, heads: int) -> bool:
         """Whether `heads` (see `_scan_text`) says that the lines of a chunk without a \\u escape,

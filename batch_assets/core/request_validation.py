@@ -351,11 +351,17 @@ class _Checker:
         )
 
     def analyze(
-        self, data: bytes, first_line: int, *, with_lines: bool = True
+        self,
+        data: bytes,
+        first_line: int,
+        *,
+        with_lines: bool = True,
+        following: bytes | None = None,
     ) -> tuple[_Rows, RequestValidationError | None]:
         """Validate a chunk of whole lines, each ending in LF: the valid rows before the first
-        problem (with their frame of REQUEST_SCHEMA if `with_lines`), and that problem."""
-        scanned = self.scanner.scan(data, with_lines=with_lines)
+        problem (with their frame of REQUEST_SCHEMA if `with_lines`), and that problem. The
+        `following` chunk, if known, is scanned ahead (see `RequestScanner.scan`)."""
+        scanned = self.scanner.scan(data, with_lines=with_lines, following=following)
         if scanned is None:
             frame, error = self._analyze_precisely(data, first_line)
             return _Rows.of_frame(frame), error
@@ -473,19 +479,26 @@ class SeenIds:
 
 
 class _ChunkReader:
-    """Read a file in chunks of whole lines through mmap; `next_line` is kept by the caller."""
+    """Read a file in chunks of whole lines through mmap; `next_line` is kept by the caller.
 
-    def __init__(self, path: Path, chunk_bytes: int, checker: _Checker) -> None:
+    A line longer than max_bytes ends the chunks: raised, or if `mark_oversized` given as an
+    `_Oversized` for the caller to raise once it knows the line's number (it reads ahead).
+    """
+
+    def __init__(
+        self, path: Path, chunk_bytes: int, checker: _Checker, *, mark_oversized: bool = False
+    ) -> None:
         self.path = path
         self.chunk_bytes = chunk_bytes
         self.checker = checker
         self.next_line = 1
+        self.mark_oversized = mark_oversized
 
     def _too_large(self, n_bytes: int, *, at_least: bool) -> Exception:
         limits, source = self.checker.limits, self.checker.source
         return _line_too_large(n_bytes, self.next_line, limits, source, at_least=at_least)
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | _Oversized]:
         max_bytes = self.checker.limits.max_bytes
         with self.path.open("rb") as stream:
             size = os.fstat(stream.fileno()).st_size
@@ -516,11 +529,25 @@ class _ChunkReader:
                             if size - start <= max_bytes:
                                 cut = size
                             else:
-                                raise self._too_large(max_bytes + 1, at_least=True)
+                                if not self.mark_oversized:
+                                    raise self._too_large(max_bytes + 1, at_least=True)
+                                yield _Oversized(max_bytes + 1)
+                                return
                     chunk = view[start:cut]
                     _release(view, start, cut)
                     yield chunk if chunk.endswith(b"\n") else chunk + b"\n"
                     start = cut
+
+
+@dataclass(frozen=True)
+class _Oversized:
+    """In place of a chunk: its first line is longer than max_bytes (at least `n_bytes`)."""
+
+    n_bytes: int
+
+    def error(self, line: int, checker: _Checker) -> Exception:
+        """The error for that line, once its number is known."""
+        return _line_too_large(self.n_bytes, line, checker.limits, checker.source, at_least=True)
 
 
 def _release(view: mmap.mmap, start: int, stop: int) -> None:
@@ -554,7 +581,7 @@ class _Rows:
 
 
 def _stream_rows(
-    batches: Iterable[bytes],
+    batches: Iterable[bytes | _Oversized],
     checker: _Checker,
     reader: _ChunkReader | None = None,
     *,
@@ -565,8 +592,13 @@ def _stream_rows(
     seen = SeenIds(checker.source)
     next_line = 1
     try:
-        for data in batches:
-            rows, error = checker.analyze(data, next_line, with_lines=with_lines)
+        for data, following in _with_following(batches):
+            if isinstance(data, _Oversized):
+                raise data.error(next_line, checker)
+            # Frames hold their lines: a chunk split ahead raised the peak memory by far more
+            # than it saved in time, so only counting reads ahead.
+            ahead = following if isinstance(following, bytes) and not with_lines else None
+            rows, error = checker.analyze(data, next_line, with_lines=with_lines, following=ahead)
             seen.add(rows.custom_ids)
             if error is not None:
                 seen.raise_first_problem(error)
@@ -582,8 +614,25 @@ def _stream_rows(
         raise empty_input_error(checker.source)
 
 
+def _with_following(
+    batches: Iterable[bytes | _Oversized],
+) -> Iterator[tuple[bytes | _Oversized, bytes | _Oversized | None]]:
+    """Each batch with the one after it (None after the last); a problem found while getting
+    the one after is raised only once the batch before it has been handled."""
+    items = iter(batches)
+    current = next(items, None)
+    while current is not None:
+        try:
+            following = next(items, None)
+        except Exception:  # raised in its turn: the batch before may hold an earlier problem
+            yield current, None
+            raise
+        yield current, following
+        current = following
+
+
 def _stream_frames(
-    batches: Iterable[bytes], checker: _Checker, reader: _ChunkReader | None = None
+    batches: Iterable[bytes | _Oversized], checker: _Checker, reader: _ChunkReader | None = None
 ) -> Iterator[pl.DataFrame]:
     """Frames of REQUEST_SCHEMA for consecutive chunks of lines from line 1."""
     for rows in _stream_rows(batches, checker, reader):
@@ -614,7 +663,7 @@ def iter_validated_file(
     """
     path = Path(path)
     checker = _Checker(endpoint, limits, source or path.name)
-    reader = _ChunkReader(path, chunk_bytes, checker)
+    reader = _ChunkReader(path, chunk_bytes, checker, mark_oversized=True)
     return _stream_frames(reader, checker, reader)
 
 
@@ -713,7 +762,7 @@ def validate_jsonl_file(
     """Validate a whole JSONL request file with constant memory; raise on the first problem."""
     path = Path(path)
     checker = _Checker(endpoint, limits, source or path.name)
-    reader = _ChunkReader(path, chunk_bytes, checker)
+    reader = _ChunkReader(path, chunk_bytes, checker, mark_oversized=True)
     return _summarize(_stream_rows(reader, checker, reader, with_lines=False))
 
 
