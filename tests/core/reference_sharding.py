@@ -1,9 +1,9 @@
 """The slow reference implementations of sharding, kept as they were before plain batches.
 
 `reference_shard_requests` is the loop that validated, encoded (with the `json` module's C encoder)
-and placed one request dict at a time; `reference_shard_request_frame` places rendered lines by
-cumulative sizes. The property tests check that the fast paths give the same shards, byte for
-byte, the same Shard records and the same errors.
+and placed one request dict at a time. (`shard_template_frame`'s reference is rendering first and
+`shard_request_frame`, which the module keeps as its fallback.) The property tests check that the
+fast paths give the same shards, byte for byte, the same Shard records and the same errors.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 from upath import UPath
 
 from batch_assets.core.limits import DEFAULT_LIMITS, EMBEDDINGS, BatchLimits
@@ -33,7 +32,6 @@ from batch_assets.core.sharding import (
     _unwritable,
     _write_all,
     _write_checked,
-    checked_request_lines,
 )
 
 _NO_MODEL = object()
@@ -156,69 +154,3 @@ def _reference_requests_into(
     seen.add(ids)
     seen.raise_first_problem()
     yield
-
-
-def _reference_place(self: ShardWriter, model: str | None, frame: pl.DataFrame) -> None:
-    """Fill the open shard of `model`, then new ones, by cumulative sizes."""
-    lines = frame["line"]
-    sizes = (frame["n_bytes"] + 1).cum_sum()
-    inputs = frame["embedding_inputs"].cum_sum() if self._embeddings else None
-    total = frame.height
-    start = 0
-    while start < total:
-        shard = self._open.get(model) or self._new_shard(model)
-        room_requests, room_bytes, room_inputs = self._room(shard)
-        base_size = sizes[start - 1] if start else 0
-        count = min(room_requests, total - start)
-        count = min(count, sizes.search_sorted(base_size + room_bytes, "right") - start)
-        if inputs is not None:
-            base_inputs = inputs[start - 1] if start else 0
-            fit = inputs.search_sorted(base_inputs + room_inputs, "right") - start
-            count = min(count, fit)
-        if count <= 0:
-            if shard.n_requests == 0:  # validation keeps every single line within limits
-                raise AssertionError("a request larger than an empty shard")
-            shard.close(self._hasher)
-            self._new_shard(model)
-            continue
-        part = lines.slice(start, count)
-        shard.write_lines(part)
-        shard.n_chars += int(part.str.len_chars().sum()) + count
-        shard.n_requests += count
-        shard.n_bytes += sizes[start + count - 1] - base_size
-        if inputs is not None:
-            shard.n_inputs += inputs[start + count - 1] - base_inputs
-        start += count
-
-
-def reference_shard_request_frame(
-    frame: pl.DataFrame,
-    out_dir: str | Path | UPath,
-    *,
-    endpoint: str,
-    model: str,
-    limits: BatchLimits = DEFAULT_LIMITS,
-    prefix: str = "shard",
-    line_column: str = "request",
-    custom_id_column: str = "custom_id",
-    source: str | None = "rendered requests",
-) -> list[Shard]:
-    """Shard request lines built from a template (valid by construction) for one model.
-
-    Checks what construction cannot: custom_ids unique and present, every line within max_bytes.
-    """
-    requests = checked_request_lines(
-        frame,
-        endpoint,
-        limits,
-        line_column=line_column,
-        custom_id_column=custom_id_column,
-        source=source,
-    )
-    writer = ShardWriter(out_dir, endpoint=endpoint, limits=limits, prefix=prefix)
-
-    def fill() -> Iterator[None]:
-        _reference_place(writer, model, requests)
-        yield
-
-    return _write_all(writer, fill())

@@ -27,9 +27,13 @@ from upath import UPath
 from batch_assets.core.limits import EMBEDDINGS, MODERATIONS, BatchLimits
 from batch_assets.core.request_template import TemplateError, render_requests
 from batch_assets.core.request_validation import RequestValidationError
-from batch_assets.core.sharding import Shard, shard_requests, shard_template_frame
+from batch_assets.core.sharding import (
+    Shard,
+    shard_request_frame,
+    shard_requests,
+    shard_template_frame,
+)
 from tests.core.reference_sharding import (
-    reference_shard_request_frame,
     reference_shard_requests,
 )
 from tests.core.strategies import property_settings
@@ -218,7 +222,7 @@ def test_template_frames_equal_the_reference(data: st.DataObject) -> None:
 
     def reference(out: Path) -> list[Shard]:
         rendered = render_requests(df, template)
-        return reference_shard_request_frame(
+        return shard_request_frame(
             rendered, out, endpoint=template.endpoint, model=template.model, limits=limits
         )
 
