@@ -15,35 +15,31 @@ from typing import Any
 
 import polars as pl
 
+from batch_assets.core import request_validation
 from batch_assets.core.limits import (
     DEFAULT_LIMITS,
     EMBEDDINGS,
     MODEL_OPTIONAL_ENDPOINTS,
     BatchLimits,
-    check_endpoint,
 )
 from batch_assets.core.request_validation import (
     CHUNK_BYTES,
-    REQUEST_SCHEMA,
     RequestInfo,
     RequestValidationError,
     SeenIds,
     ValidationSummary,
     _ChunkReader,
     _line_batches,
-    _line_too_large,
     empty_input_error,
-    parse_request_line,
 )
 
 
-class _Checker:
-    """The rules for one endpoint, compiled into polars patterns and a parse schema."""
+class _Checker(request_validation._Checker):
+    """The rules for one endpoint, compiled into polars patterns and a parse schema; the
+    precise path is the module's own, which issue 15 left as it was."""
 
     def __init__(self, endpoint: str, limits: BatchLimits, source: str | None) -> None:
-        self.endpoint = check_endpoint(endpoint)
-        self.limits = limits
-        self.source = source
+        super().__init__(endpoint, limits, source)
         self.embeddings = endpoint == EMBEDDINGS
         self.model_optional = endpoint in MODEL_OPTIONAL_ENDPOINTS
         body: dict[str, pl.DataType] = {"model": pl.String()}
@@ -72,18 +68,6 @@ class _Checker:
         self.guard_pattern = "|".join(guards)
         # Each watched key once, so polars (first copy wins) and `json` (last wins) agree.
         self.key_pattern = f'"(?:{keys})"\\s*:'
-
-    def error(self, detail: str, *, line: int | None = None, **kwargs: Any) -> Exception:
-        return RequestValidationError(detail, line=line, source=self.source, **kwargs)
-
-    def precise(self, raw: str | bytes, line: int) -> RequestInfo:
-        """Check one line (without its line end) precisely."""
-        n_bytes = len(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw)
-        if n_bytes + 1 > self.limits.max_bytes:
-            raise _line_too_large(n_bytes + 1, line, self.limits, self.source)
-        return parse_request_line(
-            raw, line=line, endpoint=self.endpoint, limits=self.limits, source=self.source
-        )
 
     def analyze(
         self, data: bytes, first_line: int
@@ -158,37 +142,6 @@ class _Checker:
             )
         if error is not None and error.line is not None:
             frame = frame.head(error.line - first_line)
-        return frame, error
-
-    def _analyze_precisely(
-        self, data: bytes, first_line: int
-    ) -> tuple[pl.DataFrame, RequestValidationError | None]:
-        """The precise path for a whole chunk, line by line."""
-        raws = data.split(b"\n")
-        if raws and not raws[-1]:
-            raws.pop()
-        texts: list[str] = []
-        infos: list[RequestInfo] = []
-        error: RequestValidationError | None = None
-        for index, raw in enumerate(raws):
-            line = raw[:-1] if raw.endswith(b"\r") else raw
-            try:
-                infos.append(self.precise(line, first_line + index))
-            except RequestValidationError as exc:
-                error = exc
-                break
-            texts.append(line.decode("utf-8"))
-        lines = pl.Series("line", texts, dtype=pl.String)
-        frame = pl.DataFrame(
-            {
-                "line": lines,
-                "custom_id": [info.custom_id for info in infos],
-                "model": [info.model for info in infos],
-                "n_bytes": lines.str.len_bytes().cast(pl.Int64),
-                "embedding_inputs": [info.embedding_inputs for info in infos],
-            },
-            schema=REQUEST_SCHEMA,
-        )
         return frame, error
 
 

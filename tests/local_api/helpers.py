@@ -14,6 +14,17 @@ from openai.types import Batch, FileObject
 from batch_assets.local_api.store import Store
 from tests.local_api_server import wait_for
 
+# The JSON schema of the pipeline's end_to_end benchmark (benchmarks/pipeline_bench.py).
+SENTIMENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "sentiment": {"type": "string", "enum": ["positive", "neutral", "negative"]},
+        "topics": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["sentiment", "topics"],
+    "additionalProperties": False,
+}
+
 TERMINAL_STATUSES = {"completed", "failed", "expired", "cancelled"}
 REQUEST_ID = re.compile(r"^req_[0-9a-f]{32}$")
 """OpenAI's `x-request-id` and an output line's `response.request_id`."""

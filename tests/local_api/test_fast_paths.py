@@ -38,6 +38,7 @@ from batch_assets.local_api.local_models.structured_output import (
 )
 from batch_assets.local_api.schema_plan import plan_for
 from batch_assets.local_api.validation import _may_hold_surrogate
+from tests.local_api.helpers import SENTIMENT_SCHEMA
 from tests.local_api.reference_answers import (
     reference_decode,
     reference_encode_line,
@@ -401,21 +402,10 @@ def test_a_schema_plan_builds_what_instance_for_builds(
             assert got[0] == expected[0]
 
 
-SENTIMENT = {
-    "type": "object",
-    "properties": {
-        "sentiment": {"type": "string", "enum": ["positive", "neutral", "negative"]},
-        "topics": {"type": "array", "items": {"type": "string"}},
-    },
-    "required": ["sentiment", "topics"],
-    "additionalProperties": False,
-}
-
-
 def test_the_pipeline_schema_is_built_by_the_quick_plan() -> None:
-    plan = plan_for(json.loads(json.dumps(SENTIMENT)))
+    plan = plan_for(json.loads(json.dumps(SENTIMENT_SCHEMA)))
     assert plan is not None and plan._quick is not None
-    assert plan.instance(seed=7) == instance_for(SENTIMENT, seed=7)
+    assert plan.instance(seed=7) == instance_for(SENTIMENT_SCHEMA, seed=7)
 
 
 def test_schemas_the_plan_does_not_cover_get_none() -> None:
@@ -468,7 +458,7 @@ def _pipeline_body(row: int) -> dict[str, Any]:
         "max_tokens": 100,
         "response_format": {
             "type": "json_schema",
-            "json_schema": {"name": "review", "schema": SENTIMENT, "strict": True},
+            "json_schema": {"name": "review", "schema": SENTIMENT_SCHEMA, "strict": True},
         },
     }
 
@@ -494,13 +484,16 @@ _TEMPLATE_PARTS: dict[str, list[object]] = {
     "response_format": [
         {"type": "json_object"},
         {"type": "bogus"},
-        {"type": "json_schema", "json_schema": {"name": "r", "schema": SENTIMENT, "strict": True}},
+        {
+            "type": "json_schema",
+            "json_schema": {"name": "r", "schema": SENTIMENT_SCHEMA, "strict": True},
+        },
     ],
     "stop": ["e", ["a", "topics"]],
     "seed": [7],
     "reasoning_effort": ["high"],
     "service_tier": ["flex"],
-    "tools": [[{"type": "function", "function": {"name": "f", "parameters": SENTIMENT}}]],
+    "tools": [[{"type": "function", "function": {"name": "f", "parameters": SENTIMENT_SCHEMA}}]],
     "tool_choice": ["required"],
 }
 _MESSAGES = [

@@ -12,18 +12,9 @@ from typing import Any
 
 from batch_assets.local_api.engine import HELPER_MIN_BATCH_LINES
 from batch_assets.local_api.local_models import respond
-from tests.local_api.helpers import submit, wait_until_done
+from tests.local_api.helpers import SENTIMENT_SCHEMA, submit, wait_until_done
 from tests.local_api_server import LocalBatchAPI, wait_for
 
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "sentiment": {"type": "string", "enum": ["positive", "neutral", "negative"]},
-        "topics": {"type": "array", "items": {"type": "string"}},
-    },
-    "required": ["sentiment", "topics"],
-    "additionalProperties": False,
-}
 COUNT = HELPER_MIN_BATCH_LINES + 1000
 
 
@@ -38,7 +29,7 @@ def _line(row: int) -> dict[str, Any]:
             "max_tokens": 100,
             "response_format": {
                 "type": "json_schema",
-                "json_schema": {"name": "review", "schema": SCHEMA, "strict": True},
+                "json_schema": {"name": "review", "schema": SENTIMENT_SCHEMA, "strict": True},
             },
         },
     }
