@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
 import shutil
 import threading
 import time
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from batch_assets.local_api import ids
 from batch_assets.local_api.errors import (
@@ -21,7 +20,7 @@ from batch_assets.local_api.errors import (
     error_envelope,
     not_found,
 )
-from batch_assets.local_api.helper_process import HelperProcess
+from batch_assets.local_api.helper_process import HelperCall, HelperFailed, HelperProcess
 from batch_assets.local_api.json_codec import (
     decode_json,
     encode_float_free_line,
@@ -49,6 +48,9 @@ STEP_SECONDS = 0.25
 # A step this long in a batch this large is shared with the helper process (both cores).
 HELPER_MIN_STEP_LINES = 200
 HELPER_MIN_BATCH_LINES = 5000
+# The helper's share of a step starts at half and moves by this much after each step, towards
+# the share that has the helper and this thread done at the same time.
+HELPER_FRACTION_STEP = 0.05
 # An input file this large is validated in two halves, one of them in the helper process (the
 # helper is started by the first such file, so that it is warm when its requests are answered).
 HELPER_MIN_VALIDATION_BYTES = 1 << 20
@@ -94,6 +96,19 @@ class AnsweredLines:
     first_line: int
     end_offset: int
     results: list[RequestResult]
+
+
+@dataclass(frozen=True)
+class _HelperChunk:
+    """Request lines handed to the helper process: from `line`, at bytes `offset` to
+    `end_offset` of the input file, answered under `settings`."""
+
+    line: int
+    offset: int
+    end_offset: int
+    raws: list[bytes]
+    settings: Simulation
+    answers: HelperCall[list[ResultFields]]
 
 
 Prepared = ValidationOutcome | AnsweredLines | None
@@ -150,8 +165,14 @@ ResultFields = tuple[str, bytes, bool, int, int]
 """A RequestResult's fields: what the helper sends back (plain tuples pickle ~6x faster)."""
 
 
-def answer_lines_as_fields(job: _AnswerJob, raws: list[bytes]) -> list[ResultFields]:
-    """`answer_lines`, each result as its fields (run in the helper process)."""
+def answer_part(job: _AnswerJob, path: str, offset: int, count: int) -> list[ResultFields]:
+    """`answer_lines` for the `count` lines at byte `offset` of the input file at `path`, each
+    result as its fields (run in the helper process, for at most `STEP_SECONDS` from the time
+    it starts: the lines may have waited their turn)."""
+    job = dataclasses.replace(job, stop_at=time.monotonic() + STEP_SECONDS)
+    with open(path, "rb") as source:
+        source.seek(offset)
+        raws = [source.readline() for _ in range(count)]
     return [
         (r.custom_id, r.encoded, r.succeeded, r.input_tokens, r.output_tokens)
         for r in answer_lines(job, raws)
@@ -225,6 +246,9 @@ class BatchEngine:
         self._step_failures: dict[str, int] = {}
         self._pauses_logged: set[tuple[str, str]] = set()
         self._helper = HelperProcess()
+        self._helper_fraction = 0.5
+        # The helper's share of each running batch's next step, handed over early.
+        self._ahead: dict[str, _HelperChunk] = {}
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -347,6 +371,9 @@ class BatchEngine:
         """Drop what the engine keeps on a batch that has reached a terminal status."""
         for kept in (self._pace, self._due, self._step_failures):
             kept.pop(batch_id, None)
+        ahead = self._ahead.pop(batch_id, None)
+        if ahead is not None:
+            ahead.answers.discard()
         self._resumed.discard(batch_id)
         shutil.rmtree(self.store.work_dir / batch_id, ignore_errors=True)
 
@@ -409,7 +436,7 @@ class BatchEngine:
         first = validate_part(path, endpoint, 0, middle)
         try:
             second = theirs.result(timeout=HELPER_WAIT_SECONDS)
-        except (BrokenProcessPool, TimeoutError):
+        except HelperFailed:
             log.warning("the helper process of the batch engine failed; the engine works alone")
             self._helper.close()
             return None
@@ -589,13 +616,39 @@ class BatchEngine:
         """Answer up to `count` requests from the last checkpoint, for at most `STEP_SECONDS`
         (at least one request); reads the input file and changes nothing else.
 
-        In a large batch, once the helper process is up, it answers the first half of the lines
-        while this thread answers the second; the answers kept run on from the checkpoint.
+        In a large batch, once the helper process is up, it answers the first share of the lines
+        while this thread answers the rest; the answers kept run on from the checkpoint. While
+        the batch runs unpaced, the helper's share of the next step is handed over before this
+        thread answers its own, so that the helper does not wait between steps.
         """
-        with self.store.file_path(obj["input_file_id"]).open("rb") as source:
-            source.seek(progress["offset"])
-            raws = [source.readline() for _ in range(count)]
-        job = _AnswerJob(
+        batch_id, line, offset = obj["id"], progress["line"], progress["offset"]
+        job = self._answer_job(obj, progress, created)
+        theirs = self._ahead_for(batch_id, line, offset, count)
+        path = self.store.file_path(obj["input_file_id"])
+        with path.open("rb") as source:
+            if theirs is None:
+                source.seek(offset)
+                raws = [source.readline() for _ in range(count)]
+                share = self._share(progress, count)
+                theirs = self._hand_over(job, path, line, offset, raws[:share])
+            else:
+                source.seek(theirs.end_offset)
+                raws = theirs.raws + [source.readline() for _ in range(count - len(theirs.raws))]
+            if self._runs_unpaced(progress, count):
+                self._hand_over_ahead(obj, progress, path, source, line + count, created)
+        handed = len(theirs.raws) if theirs is not None else 0
+        results = answer_lines(job, raws[handed:])
+        if theirs is not None:
+            results = self._joined(job, theirs, results)
+        end_offset = offset + sum(len(raw) for raw in raws[: len(results)])
+        return AnsweredLines(line, end_offset, results)
+
+    def _answer_job(
+        self, obj: dict[str, Any], progress: dict[str, Any], created: int
+    ) -> _AnswerJob:
+        """What answering the batch's requests under the current settings needs, for at most
+        `STEP_SECONDS` from now."""
+        return _AnswerJob(
             obj["endpoint"],
             progress.get("input_digest", ""),
             self.settings.timeout_rate,
@@ -603,39 +656,85 @@ class BatchEngine:
             created,
             time.monotonic() + STEP_SECONDS,
         )
-        half = len(raws) // 2 if self._helper_wanted(progress, len(raws)) else 0
-        theirs = self._helper.submit(answer_lines_as_fields, job, raws[:half]) if half else None
-        if theirs is None:
-            half = 0
-        own = answer_lines(job, raws[half:])
-        results = own if theirs is None else self._joined(job, raws[:half], theirs, own)
-        end_offset = progress["offset"] + sum(len(raw) for raw in raws[: len(results)])
-        return AnsweredLines(progress["line"], end_offset, results)
 
-    def _helper_wanted(self, progress: dict[str, Any], count: int) -> bool:
-        """Whether the helper process should take half of this step (starting it if need be)."""
+    def _share(self, progress: dict[str, Any], count: int) -> int:
+        """How many of this step's lines the helper process should answer (starting it if need
+        be): none in a small step or batch."""
+        if count < HELPER_MIN_STEP_LINES or progress["total"] < HELPER_MIN_BATCH_LINES:
+            return 0
+        return round(count * self._helper_fraction) if self._helper.ready() else 0
+
+    def _runs_unpaced(self, progress: dict[str, Any], count: int) -> bool:
+        """Whether the lines after this step may be answered at once: no pace or limit holds
+        them back, and they are many enough to share."""
         return (
-            count >= HELPER_MIN_STEP_LINES
-            and progress["total"] >= HELPER_MIN_BATCH_LINES
-            and self._helper.ready()
+            self.settings.seconds_per_request <= 0
+            and self.settings.answer_at_most is None
+            and progress["total"] - (progress["line"] + count) >= HELPER_MIN_STEP_LINES
         )
 
-    def _joined(
+    def _hand_over(
+        self, job: _AnswerJob, path: Path, line: int, offset: int, raws: list[bytes]
+    ) -> _HelperChunk | None:
+        """Give the helper the lines `raws` of the input file at `path` (from `line`, at byte
+        `offset`), which it reads itself; None if it takes nothing."""
+        if not raws:
+            return None
+        answers = self._helper.submit(answer_part, job, str(path), offset, len(raws))
+        if answers is None:
+            return None
+        end_offset = offset + sum(len(raw) for raw in raws)
+        return _HelperChunk(line, offset, end_offset, raws, self.settings, answers)
+
+    def _hand_over_ahead(
         self,
-        job: _AnswerJob,
-        first: list[bytes],
-        theirs: Future[list[ResultFields]],
-        own: list[RequestResult],
+        obj: dict[str, Any],
+        progress: dict[str, Any],
+        path: Path,
+        source: BinaryIO,
+        line: int,
+        created: int,
+    ) -> None:
+        """Give the helper its share of the batch's next step, from `line` (where `source` is).
+        The engine takes the running batches' steps in turn, and the helper their shares in the
+        same order, a turn ahead."""
+        count = min(LINES_PER_STEP, progress["total"] - line)
+        share = self._share(progress, count)
+        offset = source.tell()
+        raws = [source.readline() for _ in range(share)]
+        chunk = self._hand_over(self._answer_job(obj, progress, created), path, line, offset, raws)
+        if chunk is not None:
+            self._ahead[obj["id"]] = chunk
+
+    def _ahead_for(self, batch_id: str, line: int, offset: int, count: int) -> _HelperChunk | None:
+        """The helper's share of this step, handed over by the step before, if it still fits."""
+        chunk = self._ahead.pop(batch_id, None)
+        if chunk is None:
+            return None
+        fits = (chunk.line, chunk.offset) == (line, offset) and len(chunk.raws) <= count
+        if fits and chunk.settings is self.settings:
+            return chunk
+        chunk.answers.discard()
+        return None
+
+    def _joined(
+        self, job: _AnswerJob, theirs: _HelperChunk, own: list[RequestResult]
     ) -> list[RequestResult]:
-        """The helper's answers to `first` and then `own`; only the helper's if it stopped short.
-        A helper that died or hangs is dropped and its lines are answered here."""
+        """The helper's answers to its lines and then `own`; only the helper's if it stopped
+        short. A helper that died or hangs is dropped and its lines are answered here. The
+        helper's share of the next steps grows while it is done first, and shrinks while this
+        thread waits for it."""
+        done_first = theirs.answers.done()
         try:
-            answered = [RequestResult(*fields) for fields in theirs.result(HELPER_WAIT_SECONDS)]
-        except (BrokenProcessPool, TimeoutError):
+            fields = theirs.answers.result(HELPER_WAIT_SECONDS)
+            answered = [RequestResult(*each) for each in fields]
+        except HelperFailed:
             log.warning("the helper process of the batch engine failed; the engine works alone")
             self._helper.close()
-            answered = answer_lines(job, first)
-        return answered if len(answered) < len(first) else answered + own
+            answered = answer_lines(job, theirs.raws)
+        step = HELPER_FRACTION_STEP if done_first else -HELPER_FRACTION_STEP
+        self._helper_fraction = min(max(self._helper_fraction + step, 0.2), 0.8)
+        return answered if len(answered) < len(theirs.raws) else answered + own
 
     def _record_answers(
         self, obj: dict[str, Any], progress: dict[str, Any], answered: AnsweredLines

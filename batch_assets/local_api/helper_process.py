@@ -1,24 +1,38 @@
-"""A second process the batch engine hands half of a large step to, so that batches use two
+"""A second process the batch engine hands part of a large step to, so that batches use two
 cores while the server's own process keeps serving calls.
 
 Started on first need, in the background (a fresh interpreter, not a fork of the threaded
 server); until it has answered its warm-up call the engine answers alone. On a machine with a
 single core it is never started.
+
+The engine's thread writes each call to the helper's pipe itself and reads the replies in the
+order of the calls: no feeder or manager thread has to get the GIL from a busy engine before
+work reaches the helper or its answer comes back. Calls are small (the helper reads request
+lines from the file itself), so writing one never waits for the helper.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, TypeVar
+from multiprocessing.connection import Connection
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Room in each pipe, so that the helper can write its answers before the engine reads them.
+PIPE_BYTES = 1 << 20
+
+
+class HelperFailed(Exception):
+    """The helper process died, hung, or was stopped: what it was given is to be done here."""
 
 
 def _warm_up() -> bool:
@@ -28,52 +42,166 @@ def _warm_up() -> bool:
     return True
 
 
+def _serve(calls: Connection, replies: Connection) -> None:
+    """The helper's loop: run each call, reply with its value or what it raised."""
+    while True:
+        try:
+            work, args = calls.recv()
+        except EOFError:  # the server closed its end: it stopped
+            return
+        try:
+            reply: tuple[bool, Any] = (True, work(*args))
+        except Exception as exc:
+            reply = (False, exc)
+        replies.send(reply)
+
+
+def _widen(connection: Connection) -> None:
+    """Give a pipe `PIPE_BYTES` of room where the system allows it (Linux)."""
+    setting = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setting is not None:
+        with contextlib.suppress(OSError):  # beyond the system's limit: the default room
+            fcntl.fcntl(connection.fileno(), setting, PIPE_BYTES)
+
+
+class HelperCall(Generic[T]):
+    """A call handed to the helper; its value is read when asked for."""
+
+    def __init__(self, helper: HelperProcess, number: int) -> None:
+        self._helper = helper
+        self.number = number
+
+    def done(self) -> bool:
+        """Whether the helper has answered (or failed), without waiting."""
+        return self._helper._answered(self.number, 0.0)
+
+    def discard(self) -> None:
+        """The value is not wanted: drop it when it comes."""
+        self._helper._abandon(self.number)
+
+    def result(self, timeout: float) -> T:
+        """The call's value, waiting at most `timeout` seconds; what it raised is raised here.
+
+        Raises HelperFailed when the helper died, hung, or was stopped."""
+        if not self._helper._answered(self.number, timeout):
+            self._helper.close()
+            raise HelperFailed(f"the helper process did not answer within {timeout:g}s")
+        succeeded, value = self._helper._take(self.number)
+        if not succeeded:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+
 class HelperProcess:
-    """One helper process, started on first need; `ready` tells whether it can take work."""
+    """One helper process, started on first need; `ready` tells whether it can take work.
+
+    Used from the engine's thread only (`close` may come from any thread)."""
 
     def __init__(self) -> None:
         """Nothing runs until `ready` is first asked."""
         self._lock = threading.Lock()
-        self._pool: ProcessPoolExecutor | None = None
-        self._warm: Future[bool] | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._calls: Connection | None = None
+        self._replies: Connection | None = None
+        self._sent = 0
+        self._received: dict[int, tuple[bool, Any]] = {}
+        self._next_reply = 0
+        self._abandoned: set[int] = set()
         self._closed = False
+        self._warm: HelperCall[bool] | None = None
+        self._is_warm = False
 
     def ready(self) -> bool:
         """Whether the helper is up and warm; the first call starts it."""
-        with self._lock:
-            if self._closed or (os.cpu_count() or 1) < 2:
-                return False
-            if self._pool is None:
-                self._start()
-            warm = self._warm
-        return warm is not None and warm.done() and warm.exception() is None
+        if self._closed or (os.cpu_count() or 1) < 2:
+            return False
+        if self._process is None:
+            self._start()
+        warm = self._warm
+        if not self._is_warm and warm is not None and warm.done():
+            self._warm = None
+            try:
+                self._is_warm = warm.result(0.0)
+            except Exception:
+                log.exception("the helper process of the batch engine failed to start")
+                self.close()
+        return self._is_warm and not self._closed
 
     def _start(self) -> None:
         try:
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
-            self._warm = self._pool.submit(_warm_up)
+            calls_theirs, calls = context.Pipe(duplex=False)
+            replies, replies_theirs = context.Pipe(duplex=False)
+            for pipe in (calls, replies):
+                _widen(pipe)
+            process = context.Process(
+                target=_serve, args=(calls_theirs, replies_theirs), daemon=True
+            )
+            process.start()
+            calls_theirs.close()
+            replies_theirs.close()
         except Exception:
             log.exception("the batch engine could not start its helper process; it works alone")
             self._closed = True
-
-    def submit(self, work: Callable[..., T], *args: Any) -> Future[T] | None:
-        """Run `work(*args)` in the helper; None if it is not running (any more)."""
+            return
         with self._lock:
-            pool = self._pool
-        if pool is None:
+            self._process, self._calls, self._replies = process, calls, replies
+        self._warm = self.submit(_warm_up)
+
+    def submit(self, work: Callable[..., T], *args: Any) -> HelperCall[T] | None:
+        """Hand `work(*args)` to the helper; None if it is not running (any more)."""
+        calls = self._calls
+        if self._closed or calls is None:
             return None
         try:
-            return pool.submit(work, *args)
-        except RuntimeError:  # shut down, or broken (the helper died)
+            calls.send((work, args))
+        except (OSError, ValueError):  # it died, or was stopped meanwhile
             log.warning("the helper process of the batch engine stopped; the engine works alone")
             self.close()
             return None
+        number, self._sent = self._sent, self._sent + 1
+        return HelperCall(self, number)
+
+    def _answered(self, number: int, timeout: float) -> bool:
+        """Read replies until call `number`'s is in, waiting at most `timeout` seconds for each;
+        True if it is in (or the helper failed, which reading it raises)."""
+        while number not in self._received:
+            replies = self._replies
+            if self._closed or replies is None:
+                self._received[number] = (False, HelperFailed("the helper process stopped"))
+                break
+            try:
+                if not replies.poll(timeout):
+                    return False
+                reply = replies.recv()
+                if self._next_reply in self._abandoned:
+                    self._abandoned.discard(self._next_reply)
+                else:
+                    self._received[self._next_reply] = reply
+                self._next_reply += 1
+            except (EOFError, OSError) as exc:
+                log.warning("the helper process of the batch engine died; the engine works alone")
+                self.close()
+                self._received[number] = (False, HelperFailed(f"the helper process died: {exc!r}"))
+        return True
+
+    def _take(self, number: int) -> tuple[bool, Any]:
+        return self._received.pop(number)
+
+    def _abandon(self, number: int) -> None:
+        if self._received.pop(number, None) is None and number >= self._next_reply:
+            self._abandoned.add(number)
 
     def close(self) -> None:
-        """Stop the helper for good (work not started is dropped)."""
+        """Stop the helper for good (calls not answered fail with HelperFailed)."""
         with self._lock:
             self._closed = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            process, self._process = self._process, None
+            pipes = (self._calls, self._replies)
+            self._calls = self._replies = None
+        for pipe in pipes:
+            if pipe is not None:
+                pipe.close()
+        if process is not None:
+            process.kill()
+            process.join(timeout=5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import string
 import threading
+from collections.abc import Callable
 
 _ALPHANUMERIC = string.digits + string.ascii_uppercase + string.ascii_lowercase
 # Random bytes below 248 (4 x 62) map evenly onto the 62 letters and digits; the rest are dropped.
@@ -13,56 +14,54 @@ _BYTE_TO_DIGIT = bytes(ord(_ALPHANUMERIC[b % 62]) for b in range(_KEPT_BYTES)) +
     256 - _KEPT_BYTES
 )
 _DROPPED_BYTES = bytes(range(_KEPT_BYTES, 256))
-# Bytes drawn per digit wanted: enough that a draw almost never comes up short.
-_DRAW_SLACK = 8
 # Random bytes are read from the system this many at a time (one read serves ~1,000 ids).
-_POOL_BYTES = 1 << 16
+_POOL_BYTES = 1 << 15
 
 
-class _RandomBytes:
-    """Bytes from the system's random source (os.urandom), read in large blocks; each byte is
-    handed out once. A forked child drops what it inherited, so it never repeats its parent."""
+class _RandomDigits:
+    """Random digits of one kind, from blocks of the system's random source (os.urandom) turned
+    into digits at once; each digit is handed out once. A forked child drops what it inherited,
+    so it never repeats its parent."""
 
-    def __init__(self) -> None:
-        """Start empty: the first draw reads a block."""
-        self._lock = threading.Lock()
-        self._block = b""
-        self._at = 0
+    def __init__(self, digits_of: Callable[[bytes], str]) -> None:
+        """Start empty: the first draw reads a block; `digits_of` turns random bytes into
+        digits."""
+        self._digits_of = digits_of
+        self.forget()
 
-    def take(self, count: int) -> bytes:
-        """`count` random bytes no other call is given."""
+    def take(self, count: int) -> str:
+        """`count` random digits no other call is given."""
         with self._lock:
             at, end = self._at, self._at + count
-            if end > len(self._block):
-                self._block = os.urandom(max(_POOL_BYTES, count))
+            while end > len(self._pool):
+                self._pool = self._pool[at:] + self._digits_of(os.urandom(_POOL_BYTES))
                 at, end = 0, count
             self._at = end
-            return self._block[at:end]
+            return self._pool[at:end]
 
     def forget(self) -> None:
-        """Drop the bytes not handed out yet (in a forked child)."""
+        """Drop the digits not handed out yet (in a forked child)."""
         self._lock = threading.Lock()
-        self._block = b""
+        self._pool = ""
         self._at = 0
 
 
-_RANDOM = _RandomBytes()
-os.register_at_fork(after_in_child=_RANDOM.forget)
+_HEX = _RandomDigits(bytes.hex)
+# Each letter or digit equally likely (base62): bytes from 248 up are dropped, not folded.
+_BASE62 = _RandomDigits(lambda drawn: drawn.translate(_BYTE_TO_DIGIT, _DROPPED_BYTES).decode())
+for _digits in (_HEX, _BASE62):
+    os.register_at_fork(after_in_child=_digits.forget)
 
 
 def _hex(count: int) -> str:
     """`count` random bytes as hex digits."""
-    return _RANDOM.take(count).hex()
+    return _HEX.take(2 * count)
 
 
 def _alphanumeric(length: int) -> str:
     """`length` random letters and digits (base62, each equally likely), from the system's
     random source."""
-    digits = b""
-    while len(digits) < length:
-        drawn = _RANDOM.take(length + _DRAW_SLACK)
-        digits += drawn.translate(_BYTE_TO_DIGIT, _DROPPED_BYTES)
-    return digits[:length].decode("ascii")
+    return _BASE62.take(length)
 
 
 def file_id() -> str:
