@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from batch_assets.local_api.errors import shown
 from batch_assets.local_api.json_codec import decode_json
 from batch_assets.local_api.local_models import (
@@ -15,6 +17,10 @@ from batch_assets.local_api.local_models import (
     estimate_input_tokens,
     holds_lone_surrogate,
     model_of,
+)
+from batch_assets.local_api.local_models.token_counting import (
+    MESSAGE_OVERHEAD_TOKENS,
+    REPLY_PRIMING_TOKENS,
 )
 
 MAX_REQUESTS = 50_000
@@ -149,6 +155,57 @@ def _may_hold_surrogate(raw: bytes) -> bool:
     return _MAY_HOLD_SURROGATE.search(raw) is not None
 
 
+class _PlainMessage(msgspec.Struct, forbid_unknown_fields=True):
+    """A chat message of a role and a text only."""
+
+    role: Any
+    content: str
+
+
+class _PlainChatBody(msgspec.Struct):
+    """What the rules read of a chat body (the rest is skipped, its JSON checked)."""
+
+    model: str
+    messages: list[_PlainMessage]
+
+    def input_tokens(self) -> int:
+        """`estimate_input_tokens` of the body (plain messages: text and overhead)."""
+        if not self.messages:
+            return 0
+        return REPLY_PRIMING_TOKENS + sum(
+            MESSAGE_OVERHEAD_TOKENS + (len(message.content) + 3) // 4 for message in self.messages
+        )
+
+
+class _PlainChatLine(msgspec.Struct):
+    """A chat request line whose fields have the types the rules ask for."""
+
+    custom_id: str
+    method: str
+    url: str
+    body: _PlainChatBody
+
+
+_PLAIN_CHAT_LINE = msgspec.json.Decoder(_PlainChatLine)
+
+
+def plain_chat_line(raw: bytes) -> _PlainChatLine | None:
+    """A chat line that passes the rules of a single line, read with msgspec into the fields
+    the rules use; None when the line needs the full reading of `_parse_line` and `check`
+    (its bytes are not all ASCII or hold a JSON escape of a code point, so that a lone surrogate
+    may hide in what msgspec skips; a field has another type; the message items are not plain;
+    the method or url is wrong; the JSON is bad), which then finds what it is."""
+    if not raw.isascii() or b"\\u" in raw:
+        return None
+    try:
+        line = _PLAIN_CHAT_LINE.decode(raw)
+    except Exception:  # whatever it is, the full reading names it
+        return None
+    if line.method != "POST" or line.url != "/v1/chat/completions":
+        return None
+    return line
+
+
 @dataclass
 class _FileCheck:
     """The rules that span lines: unique custom_ids, one model, counted tokens and inputs."""
@@ -191,6 +248,22 @@ class _FileCheck:
             self.embedding_inputs += count_embedding_inputs(body)
         return None
 
+    def check_raw(self, raw: bytes, number: int) -> dict[str, Any] | None:
+        """The first problem of one line as read, or None when it passes every rule."""
+        if self.endpoint == "/v1/chat/completions":
+            plain = plain_chat_line(raw)
+            if (
+                plain is not None
+                and plain.custom_id not in self.seen_ids
+                and self.outcome.model in (None, plain.body.model)
+            ):
+                self.seen_ids.add(plain.custom_id)
+                self.outcome.model = plain.body.model
+                self.outcome.input_tokens += plain.body.input_tokens()
+                return None
+        request, problem = _parse_line(raw, number)
+        return problem if problem is not None else self.check_safely(request, number)
+
     def check_safely(self, request: Any, number: int) -> dict[str, Any] | None:
         """`check`, with anything a line makes the checks raise reported as that line's error."""
         try:
@@ -216,9 +289,7 @@ def validate_input_file(path: Path, endpoint: str) -> ValidationOutcome:
             content.update(raw)
             if len(errors) >= MAX_REPORTED_ERRORS:
                 continue
-            request, problem = _parse_line(raw, number)
-            if problem is None:
-                problem = rules.check_safely(request, number)
+            problem = rules.check_raw(raw, number)
             if problem is not None:
                 errors.append(problem)
     outcome.digest = content.hexdigest()
@@ -278,10 +349,7 @@ def validate_part(path: Path, endpoint: str, start: int, end: int) -> PartOutcom
                 break
             at += len(raw)
             total += 1
-            request, problem = _parse_line(raw, total)
-            if problem is None:
-                problem = rules.check_safely(request, total)
-            if problem is not None:
+            if rules.check_raw(raw, total) is not None:
                 return PartOutcome(clean=False)
     return PartOutcome(
         True, total, outcome.model, outcome.input_tokens, rules.embedding_inputs, rules.seen_ids
