@@ -5,10 +5,10 @@ Started on first need, in the background (a fresh interpreter, not a fork of the
 server); until it has answered its warm-up call the engine answers alone. On a machine with a
 single core it is never started.
 
-The engine's thread writes each call to the helper's pipe itself and reads the replies in the
-order of the calls: no feeder or manager thread has to get the GIL from a busy engine before
-work reaches the helper or its answer comes back. Calls are small (the helper reads request
-lines from the file itself), so writing one never waits for the helper.
+The engine's thread writes each call to the helper's pipe itself: no feeder or manager thread
+has to get the GIL from a busy engine before work reaches the helper. Calls are small (the
+helper reads request lines from the file itself), so writing one never waits for the helper.
+A reader thread takes the replies off their pipe as they come.
 """
 
 from __future__ import annotations
@@ -95,15 +95,18 @@ class HelperCall(Generic[T]):
 class HelperProcess:
     """One helper process, started on first need; `ready` tells whether it can take work.
 
-    Used from the engine's thread only (`close` may come from any thread)."""
+    Calls are handed over from the engine's thread; a reader thread takes the replies off their
+    pipe as they come, so that the helper never waits for room to write one (`close` may come
+    from any thread)."""
 
     def __init__(self) -> None:
         """Nothing runs until `ready` is first asked."""
         self._lock = threading.Lock()
+        self._replied = threading.Condition(self._lock)
         self._process: multiprocessing.process.BaseProcess | None = None
         self._calls: Connection | None = None
-        self._replies: Connection | None = None
         self._sent = 0
+        # What the reader thread took off the pipe, by call number (guarded by the lock).
         self._received: dict[int, tuple[bool, Any]] = {}
         self._next_reply = 0
         self._abandoned: set[int] = set()
@@ -145,8 +148,36 @@ class HelperProcess:
             self._closed = True
             return
         with self._lock:
-            self._process, self._calls, self._replies = process, calls, replies
+            self._process, self._calls = process, calls
+        reader = threading.Thread(
+            target=self._read_replies, args=(replies,), name="batch-engine-helper", daemon=True
+        )
+        reader.start()
         self._warm = self.submit(_warm_up)
+
+    def _read_replies(self, replies: Connection) -> None:
+        """Take each reply off the pipe as it comes, until the helper dies or is stopped."""
+        try:
+            while True:
+                reply = replies.recv()
+                with self._lock:
+                    number, self._next_reply = self._next_reply, self._next_reply + 1
+                    if number in self._abandoned:
+                        self._abandoned.discard(number)
+                    else:
+                        self._received[number] = reply
+                    self._replied.notify_all()
+        except (EOFError, OSError) as exc:
+            with self._lock:
+                stopped = self._closed
+            if not stopped:
+                log.warning(
+                    "the helper process of the batch engine died (%r); the engine works alone",
+                    exc,
+                )
+            self.close()
+        finally:
+            replies.close()
 
     def submit(self, work: Callable[..., T], *args: Any) -> HelperCall[T] | None:
         """Hand `work(*args)` to the helper; None if it is not running (any more)."""
@@ -163,45 +194,30 @@ class HelperProcess:
         return HelperCall(self, number)
 
     def _answered(self, number: int, timeout: float) -> bool:
-        """Read replies until call `number`'s is in, waiting at most `timeout` seconds for each;
-        True if it is in (or the helper failed, which reading it raises)."""
-        while number not in self._received:
-            replies = self._replies
-            if self._closed or replies is None:
-                self._received[number] = (False, HelperFailed("the helper process stopped"))
-                break
-            try:
-                if not replies.poll(timeout):
-                    return False
-                reply = replies.recv()
-                if self._next_reply in self._abandoned:
-                    self._abandoned.discard(self._next_reply)
-                else:
-                    self._received[self._next_reply] = reply
-                self._next_reply += 1
-            except (EOFError, OSError) as exc:
-                log.warning("the helper process of the batch engine died; the engine works alone")
-                self.close()
-                self._received[number] = (False, HelperFailed(f"the helper process died: {exc!r}"))
-        return True
+        """Wait at most `timeout` seconds for call `number`'s reply; True if it is in, or if
+        the helper stopped (which reading it then raises)."""
+        with self._replied:
+            return self._replied.wait_for(lambda: number in self._received or self._closed, timeout)
 
     def _take(self, number: int) -> tuple[bool, Any]:
-        return self._received.pop(number)
+        with self._lock:
+            reply = self._received.pop(number, None)
+        return reply if reply is not None else (False, HelperFailed("the helper process stopped"))
 
     def _abandon(self, number: int) -> None:
-        if self._received.pop(number, None) is None and number >= self._next_reply:
-            self._abandoned.add(number)
+        with self._lock:
+            if self._received.pop(number, None) is None and number >= self._next_reply:
+                self._abandoned.add(number)
 
     def close(self) -> None:
         """Stop the helper for good (calls not answered fail with HelperFailed)."""
         with self._lock:
             self._closed = True
             process, self._process = self._process, None
-            pipes = (self._calls, self._replies)
-            self._calls = self._replies = None
-        for pipe in pipes:
-            if pipe is not None:
-                pipe.close()
+            calls, self._calls = self._calls, None
+            self._replied.notify_all()
+        if calls is not None:
+            calls.close()
         if process is not None:
             process.kill()
             process.join(timeout=5)
