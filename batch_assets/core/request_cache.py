@@ -111,7 +111,7 @@ class RequestCache:
         self, keys: pl.Series, *, max_age: timedelta | None = None, now: datetime | None = None
     ) -> pl.DataFrame:
         """The newest entry of each of `keys` stored within `max_age` (ENTRY_SCHEMA columns)."""
-        wanted = pl.DataFrame({CACHE_KEY: keys}).unique().lazy()
+        wanted = pl.DataFrame({CACHE_KEY: keys}).lazy()  # a semi join needs no unique keys
         oldest = None if max_age is None else (now or datetime.now(UTC)) - max_age
         found: list[pl.DataFrame] = []
         for segment in self.segments():
@@ -125,6 +125,8 @@ class RequestCache:
                 continue
         if not found:
             return pl.DataFrame(schema=ENTRY_SCHEMA)
+        if len(found) == 1:  # one segment: a key's entries (if more than one) are as new
+            return found[0].select(list(ENTRY_SCHEMA)).unique(CACHE_KEY, keep="any")
         return (
             pl.concat(found, how="diagonal_relaxed")
             .select(list(ENTRY_SCHEMA))

@@ -33,6 +33,7 @@ from batch_assets.core.limits import EMBEDDINGS, BatchLimits
 from batch_assets.core.request_cache import (
     CACHE_KEY,
     CACHED,
+    CACHED_AT,
     ENTRY_SCHEMA,
     RequestCache,
     request_key,
@@ -269,6 +270,18 @@ def estimate_only(
     )
 
 
+def _answered_by(facts: pl.DataFrame, hits: pl.DataFrame) -> tuple[pl.Series, pl.DataFrame]:
+    """Which requests the entries `hits` answer, and those requests' custom_ids with their
+    entries (one join: a stored entry's CACHED_AT is never null)."""
+    requests = facts.select("custom_id", CACHE_KEY)
+    if hits.height == 0:
+        none = pl.repeat(False, facts.height, eager=True)
+        return none, requests.clear().join(hits, on=CACHE_KEY, how="left").drop(CACHE_KEY)
+    looked_up = requests.join(hits, on=CACHE_KEY, how="left")
+    hit = looked_up[CACHED_AT].is_not_null()
+    return hit, looked_up.filter(hit).drop(CACHE_KEY)
+
+
 def plan_requests(
     shards: Sequence[Shard],
     out_dir: UPath,
@@ -290,7 +303,7 @@ def plan_requests(
         if reuse
         else pl.DataFrame(schema=ENTRY_SCHEMA)
     )
-    hit = facts[CACHE_KEY].is_in(hits[CACHE_KEY].implode())
+    hit, cached = _answered_by(facts, hits)
     misses = facts.filter(~hit)
     first = misses[CACHE_KEY].is_first_distinct()
     sent = misses.filter(first)
@@ -302,12 +315,6 @@ def plan_requests(
         schema={"shard": pl.Int32, "lines": pl.UInt32},
     )
     submitted = _write(shards, sent, counts, out_dir, limits)
-    cached = (
-        facts.filter(hit)
-        .select("custom_id", CACHE_KEY)
-        .join(hits, on=CACHE_KEY, how="left")
-        .drop(CACHE_KEY)
-    )
     plan_url = storage.write_parquet(plan.select(list(PLAN_SCHEMA)), out_dir / "plan.parquet")
     cached_url = storage.write_parquet(cached, out_dir / "cached.parquet")
     return RequestPlan(
