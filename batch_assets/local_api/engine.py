@@ -48,9 +48,12 @@ STEP_SECONDS = 0.25
 # A step this long in a batch this large is shared with the helper process (both cores).
 HELPER_MIN_STEP_LINES = 200
 HELPER_MIN_BATCH_LINES = 5000
-# The helper's share of a step starts at half and moves by this much after each step, towards
-# the share that has the helper and this thread done at the same time.
-HELPER_FRACTION_STEP = 0.05
+# The helper's share of a step is kept between these (each side answers some of every step).
+HELPER_SHARE_RANGE = (0.2, 0.8)
+# How much each step's seconds per line move their averages, and how much a step the helper
+# finishes first (or last) moves the correction for what else this thread does.
+HELPER_RATE_WEIGHT = 0.2
+HELPER_BIAS_STEP = 0.01
 # An input file this large is validated in two halves, one of them in the helper process (the
 # helper is started by the first such file, so that it is warm when its requests are answered).
 HELPER_MIN_VALIDATION_BYTES = 1 << 20
@@ -108,7 +111,7 @@ class _HelperChunk:
     end_offset: int
     raws: list[bytes]
     settings: Simulation
-    answers: HelperCall[list[ResultFields]]
+    answers: HelperCall[tuple[list[ResultFields], float]]
 
 
 Prepared = ValidationOutcome | AnsweredLines | None
@@ -166,15 +169,54 @@ ResultFields = tuple[str, bytes, bool, int, int]
 faster)."""
 
 
-def answer_part(job: _AnswerJob, path: str, offset: int, count: int) -> list[ResultFields]:
+def answer_part(
+    job: _AnswerJob, path: str, offset: int, count: int
+) -> tuple[list[ResultFields], float]:
     """`answer_lines` for the `count` lines at byte `offset` of the input file at `path`, each
-    result as its fields (run in the helper process, for at most `STEP_SECONDS` from the time
-    it starts: the lines may have waited their turn)."""
-    job = dataclasses.replace(job, stop_at=time.monotonic() + STEP_SECONDS)
+    result as its fields, and the seconds it took (run in the helper process, for at most
+    `STEP_SECONDS` from the time it starts: the lines may have waited their turn)."""
+    started = time.monotonic()
+    job = dataclasses.replace(job, stop_at=started + STEP_SECONDS)
     with open(path, "rb") as source:
         source.seek(offset)
         raws = [source.readline() for _ in range(count)]
-    return list(map(tuple, answer_lines(job, raws)))  # type: ignore[arg-type]
+    fields = list(map(tuple, answer_lines(job, raws)))
+    return fields, time.monotonic() - started  # type: ignore[return-value]
+
+
+class _HelperShare:
+    """The helper's share of a step: the one that has both sides done at the same time, from
+    each side's seconds per line (moving averages), corrected by which side finished first
+    (this thread also records the answers and serves the API)."""
+
+    def __init__(self) -> None:
+        """Half, until both sides have answered a step."""
+        self._own: float | None = None
+        self._theirs: float | None = None
+        self._bias = 0.0
+
+    def fraction(self) -> float:
+        """The share of a step's lines to hand to the helper."""
+        own, theirs = self._own, self._theirs
+        base = 0.5 if own is None or theirs is None or own + theirs <= 0 else own / (own + theirs)
+        low, high = HELPER_SHARE_RANGE
+        return min(max(base + self._bias, low), high)
+
+    def observe(self, own: tuple[float, int], theirs: tuple[float, int], done_first: bool) -> None:
+        """Take in a step: (seconds, lines) of each side, and whether the helper was done first."""
+        self._own = _moving_average(self._own, *own)
+        self._theirs = _moving_average(self._theirs, *theirs)
+        step = HELPER_BIAS_STEP if done_first else -HELPER_BIAS_STEP
+        self._bias = min(max(self._bias + step, -0.3), 0.3)
+
+
+def _moving_average(average: float | None, seconds: float, lines: int) -> float | None:
+    if lines == 0:
+        return average
+    per_line = seconds / lines
+    if average is None:
+        return per_line
+    return average + HELPER_RATE_WEIGHT * (per_line - average)
 
 
 def _result(job: _AnswerJob, request: dict[str, Any]) -> RequestResult:
@@ -244,7 +286,7 @@ class BatchEngine:
         self._step_failures: dict[str, int] = {}
         self._pauses_logged: set[tuple[str, str]] = set()
         self._helper = HelperProcess()
-        self._helper_fraction = 0.5
+        self._helper_share = _HelperShare()
         # The helper's share of each running batch's next step, handed over early.
         self._ahead: dict[str, _HelperChunk] = {}
 
@@ -635,9 +677,11 @@ class BatchEngine:
             if self._runs_unpaced(progress, count):
                 self._hand_over_ahead(obj, progress, path, source, line + count, created)
         handed = len(theirs.raws) if theirs is not None else 0
+        started = time.monotonic()
         results = answer_lines(job, raws[handed:])
         if theirs is not None:
-            results = self._joined(job, theirs, results)
+            own = (time.monotonic() - started, len(results))
+            results = self._joined(job, theirs, results, own)
         end_offset = offset + sum(len(raw) for raw in raws[: len(results)])
         return AnsweredLines(line, end_offset, results)
 
@@ -660,7 +704,7 @@ class BatchEngine:
         be): none in a small step or batch."""
         if count < HELPER_MIN_STEP_LINES or progress["total"] < HELPER_MIN_BATCH_LINES:
             return 0
-        return round(count * self._helper_fraction) if self._helper.ready() else 0
+        return round(count * self._helper_share.fraction()) if self._helper.ready() else 0
 
     def _runs_unpaced(self, progress: dict[str, Any], count: int) -> bool:
         """Whether the lines after this step may be answered at once: no pace or limit holds
@@ -716,22 +760,25 @@ class BatchEngine:
         return None
 
     def _joined(
-        self, job: _AnswerJob, theirs: _HelperChunk, own: list[RequestResult]
+        self,
+        job: _AnswerJob,
+        theirs: _HelperChunk,
+        own: list[RequestResult],
+        own_time: tuple[float, int],
     ) -> list[RequestResult]:
-        """The helper's answers to its lines and then `own`; only the helper's if it stopped
-        short. A helper that died or hangs is dropped and its lines are answered here. The
-        helper's share of the next steps grows while it is done first, and shrinks while this
-        thread waits for it."""
+        """The helper's answers to its lines and then `own` (answered here in `own_time`:
+        seconds, lines); only the helper's if it stopped short. A helper that died or hangs is
+        dropped and its lines are answered here."""
         done_first = theirs.answers.done()
         try:
-            fields = theirs.answers.result(HELPER_WAIT_SECONDS)
-            answered = list(map(RequestResult._make, fields))
+            fields, seconds = theirs.answers.result(HELPER_WAIT_SECONDS)
         except HelperFailed:
             log.warning("the helper process of the batch engine failed; the engine works alone")
             self._helper.close()
             answered = answer_lines(job, theirs.raws)
-        step = HELPER_FRACTION_STEP if done_first else -HELPER_FRACTION_STEP
-        self._helper_fraction = min(max(self._helper_fraction + step, 0.2), 0.8)
+        else:
+            answered = list(map(RequestResult._make, fields))
+            self._helper_share.observe(own_time, (seconds, len(answered)), done_first)
         return answered if len(answered) < len(theirs.raws) else answered + own
 
     def _record_answers(

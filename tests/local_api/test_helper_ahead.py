@@ -1,6 +1,7 @@
 """While a large batch runs unpaced, the helper process gets its share of the batch's next step
 before the engine answers its own: each request is still answered once, in checkpoint order, and
-a share handed over under other settings, or for a batch that ended, is dropped."""
+a share handed over under other settings, or for a batch that ended, is dropped. The share is
+sized from each side's measured speed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from batch_assets.local_api.engine import HELPER_MIN_BATCH_LINES, BatchEngine
+from batch_assets.local_api.engine import (
+    HELPER_BIAS_STEP,
+    HELPER_MIN_BATCH_LINES,
+    HELPER_SHARE_RANGE,
+    BatchEngine,
+    _HelperShare,
+)
 from batch_assets.local_api.settings import Simulation
 from batch_assets.local_api.store import Store
 from tests.local_api.helpers import add_validating_batch, chat_request
@@ -87,3 +94,17 @@ def test_a_share_of_a_batch_that_ends_is_dropped(engine: BatchEngine) -> None:
     still = engine._helper.submit(str, 5)  # the dropped reply does not answer a later call
     assert still is not None and still.result(30) == "5"
     assert engine._helper._received == {}  # the dropped reply was not kept either
+
+
+def test_the_share_has_both_sides_done_together_and_leans_to_who_finished_first() -> None:
+    share = _HelperShare()
+    assert share.fraction() == 0.5  # nothing measured yet
+    # This thread answers a line in 10 us, the helper in 30 us: a quarter goes to the helper.
+    share.observe((0.010, 1000), (0.030, 1000), done_first=True)
+    assert share.fraction() == pytest.approx(0.25 + HELPER_BIAS_STEP)
+    for _ in range(3):  # the helper keeps being waited for: its share shrinks
+        share.observe((0.010, 1000), (0.030, 1000), done_first=False)
+    assert share.fraction() == pytest.approx(0.25 - 2 * HELPER_BIAS_STEP)
+    for _ in range(200):  # a far faster helper: most of each step, within the range
+        share.observe((0.030, 1000), (0.001, 1000), done_first=True)
+    assert share.fraction() == HELPER_SHARE_RANGE[1]
