@@ -212,12 +212,25 @@ def _check_columns(df: pl.DataFrame, template: RequestTemplate) -> None:
             )
 
 
+# What a JSON string escapes (`json.dumps(ensure_ascii=False)` and polars alike): nothing else.
+_JSON_ESCAPED = ['"', "\\", *map(chr, range(0x20))]
+# Rows looked at first: a text column that needs escaping usually shows it there.
+_ESCAPE_PEEK_ROWS = 1000
+
+
+def _needs_escape(column: pl.Series) -> bool:
+    """Whether a String column holds a character JSON escapes (ids and labels seldom do)."""
+    if column.head(_ESCAPE_PEEK_ROWS).str.contains_any(_JSON_ESCAPED).any():
+        return True
+    return bool(column.str.contains_any(_JSON_ESCAPED).any())
+
+
 def _as_text(df: pl.DataFrame, name: str) -> tuple[pl.Series, bool]:
     """The column as String, and whether its values may hold characters JSON escapes."""
     column = df[name]
     dtype = column.dtype
     if dtype == pl.String:
-        return column, True
+        return column, _needs_escape(column)
     if dtype.is_nested() or dtype in (pl.Binary, pl.Object):
         raise TemplateError(f"column {name!r} has type {dtype}, which is not rendered as text")
     plain = dtype.is_numeric() or dtype.is_temporal() or dtype in (pl.Boolean, pl.Null)

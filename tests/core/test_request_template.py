@@ -108,6 +108,20 @@ def test_random_strings_equal_the_reference(seed: int) -> None:
         assert [json.loads(line) for line in lines] == reference_lines(df, template)
 
 
+@pytest.mark.parametrize("needs_escape", ['say "hi"', "back\\slash", "new\nline", "\x1f"])
+def test_a_character_to_escape_far_down_a_column_is_escaped(needs_escape: str) -> None:
+    rows = 1500  # past the rows looked at first
+    clean = [f"row {i}" for i in range(rows)]
+    texts = [*clean[:1200], needs_escape, *clean[1201:]]
+    df = pl.DataFrame({"id": clean, "text": texts, "author": list(reversed(texts))})
+    template = template_for("/v1/chat/completions")
+    lines = render_request_lines(df, template)
+    assert [json.loads(line) for line in lines] == reference_lines(df, template)
+    clean_ids = pl.DataFrame({"id": texts, "text": clean, "author": clean})
+    lines = render_request_lines(clean_ids, template)
+    assert [json.loads(line) for line in lines] == reference_lines(clean_ids, template)
+
+
 def test_chat_body_layout() -> None:
     df = pl.DataFrame({"id": ["a"], "text": ["t"], "author": ["me"]})
     body = json.loads(render_request_lines(df, template_for("/v1/chat/completions"))[0])["body"]
