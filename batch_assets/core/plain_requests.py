@@ -16,19 +16,17 @@ lone surrogates, anywhere) make it raise. Integers beyond a double are found in 
 from __future__ import annotations
 
 import gc
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import msgspec
-import polars as pl
 
 from batch_assets.core.limits import EMBEDDINGS, BatchLimits
 from batch_assets.core.portable_json import may_hold_long_integer
 from batch_assets.core.request_validation import count_embedding_inputs
 
-# The types whose values msgspec and `json` write alike (floats within _FLOAT_RANGE).
+# The types whose values msgspec and `json` write alike (floats: `_floats_written_alike`).
 _PLAIN_TYPES = frozenset({dict, list, tuple, str, int, float, bool, type(None)})
 _CONTAINERS = frozenset({dict, list, tuple})
 # Levels of nesting walked at most; deeper (or circular) batches go one request at a time.
@@ -48,25 +46,9 @@ class PlainBatch:
     embedding_inputs: list[int] | None  # None: not the embeddings endpoint
 
 
-def count_chars(data: bytes) -> int:
-    """How many characters UTF-8 `data` holds."""
-    if data.isascii():
-        return len(data)
-    return int(pl.Series([data], dtype=pl.Binary).cast(pl.String).str.len_chars().item())
-
-
-def _floats_written_alike(floats: list[float]) -> bool:
-    """Whether every float is finite and written by msgspec as `repr` writes it."""
-    try:
-        if not math.isfinite(math.fsum(floats)):
-            return False
-    except (OverflowError, ValueError):
-        return False
-    magnitudes = list(map(abs, floats))
-    return (
-        max(magnitudes) < _LARGEST_PLAIN_FLOAT
-        and min(filter(None, magnitudes), default=_SMALLEST_PLAIN_FLOAT) >= _SMALLEST_PLAIN_FLOAT
-    )
+def _floats_written_alike(floats: set[float]) -> bool:
+    """Whether every float is written by msgspec as `repr` writes it (NaN and infinities fail)."""
+    return all(not x or _SMALLEST_PLAIN_FLOAT <= abs(x) < _LARGEST_PLAIN_FLOAT for x in floats)
 
 
 def _holds_plain_values(level: Sequence[object]) -> bool:
@@ -76,7 +58,7 @@ def _holds_plain_values(level: Sequence[object]) -> bool:
         types = set(map(type, level))
         if not types <= _PLAIN_TYPES:
             return False
-        if float in types and not _floats_written_alike([x for x in level if type(x) is float]):
+        if float in types and not _floats_written_alike({x for x in level if type(x) is float}):
             return False
         if types.isdisjoint(_CONTAINERS):
             return True

@@ -263,7 +263,6 @@ class RenderedLines:
     frame: pl.DataFrame  # the custom_id and placeholder values as String, nulls filled
     line: pl.Expr  # the JSON line of a row (without its line end)
     literal_bytes: int  # the bytes of each line outside the values
-    literal_chars: int  # the characters of each line outside the values
     # (column, escaped): the values each line holds, in order; `escaped` values are JSON-escaped
     values: tuple[tuple[str, bool], ...]
 
@@ -273,14 +272,6 @@ class RenderedLines:
             pl.col(name).str.len_bytes() * (6 if escaped else 1) for name, escaped in self.values
         ]
         return pl.sum_horizontal(pl.lit(self.literal_bytes), *sizes).cast(pl.Int64)
-
-    def multibyte_extra(self) -> pl.Expr:
-        """Bytes minus characters of each line (escapes are ASCII: the values' own difference)."""
-        extra = [
-            pl.col(name).str.len_bytes() - pl.col(name).str.len_chars() for name, _ in self.values
-        ]
-        literal = self.literal_bytes - self.literal_chars
-        return pl.sum_horizontal(pl.lit(literal), *extra).cast(pl.Int64)
 
 
 def rendered_lines(df: pl.DataFrame, template: RequestTemplate) -> RenderedLines:
@@ -339,7 +330,6 @@ def rendered_lines(df: pl.DataFrame, template: RequestTemplate) -> RenderedLines
         frame=pl.DataFrame(columns),
         line=pl.concat_str(line).alias("request"),
         literal_bytes=len(literals.encode("utf-8")),
-        literal_chars=len(literals),
         values=tuple(values),
     )
 

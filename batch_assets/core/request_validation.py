@@ -460,9 +460,11 @@ class SeenIds:
 
     def raise_first_problem(self, error: RequestValidationError | None = None) -> None:
         """Raise the first duplicate custom_id, or else `error` (which comes after every id)."""
-        ids = pl.concat(self._ids, rechunk=True) if self._ids else pl.Series(dtype=pl.String)
+        ids = pl.concat(self._ids, rechunk=False) if self._ids else pl.Series(dtype=pl.String)
         self._ids = [ids]
-        if ids.n_unique() < ids.len():
+        # Distinct 64-bit hashes prove distinct ids in less memory than the ids' own hash table
+        # (1,000,000 ids: ~24 MB, not ~50 MB); only a collision calls for the exact look.
+        if ids.hash().n_unique() < ids.len() and ids.n_unique() < ids.len():
             row = int((~ids.is_first_distinct()).arg_true()[0])
             value = ids[row]
             earlier = int((ids.head(row) == value).arg_true()[0]) + 1

@@ -30,7 +30,7 @@ from upath import UPath
 
 from batch_assets.core.atomic import locked_temporary
 from batch_assets.core.limits import DEFAULT_LIMITS, EMBEDDINGS, BatchLimits, check_endpoint
-from batch_assets.core.plain_requests import PlainBatch, count_chars, encode_plain
+from batch_assets.core.plain_requests import PlainBatch, encode_plain
 from batch_assets.core.portable_json import (
     find_unreadable,
     loads_marking_numbers,
@@ -89,7 +89,6 @@ class Shard:
     n_requests: int
     n_bytes: int
     sha256: str
-    est_input_tokens: int
     n_embedding_inputs: int = 0
 
 
@@ -119,7 +118,6 @@ class _OpenShard:
         self.sha256: Future[str] | None = None
         self.n_requests = 0
         self.n_bytes = 0
-        self.n_chars = 0
         self.n_inputs = 0
         self._buffered: list[bytes] = []
         self._buffered_bytes = 0
@@ -153,26 +151,24 @@ class _OpenShard:
         stream.write(block)
         stream.write(b"\n")
 
-    def write_counted(self, data: bytes) -> None:
-        """Write UTF-8 lines, each already followed by LF, and count their characters."""
+    def write_buffered(self, data: bytes) -> None:
+        """Write UTF-8 lines, each already followed by LF, a megabyte or so at once."""
         self._buffered.append(data)
         self._buffered_bytes += len(data)
         if self._buffered_bytes >= _FLUSH_BYTES:
             self.drain()
 
     def drain(self) -> None:
-        """Write what `write_counted` holds back (to write a megabyte or so at once)."""
+        """Write what `write_buffered` holds back."""
         if self._buffered:
             data = b"".join(self._buffered)
             self._buffered, self._buffered_bytes = [], 0
             self._stream().write(data)
-            self.n_chars += count_chars(data)
 
-    def count(self, n_requests: int, n_bytes: int, n_chars: int, n_inputs: int) -> None:
+    def count(self, n_requests: int, n_bytes: int, n_inputs: int) -> None:
         """Count lines written (or about to be)."""
         self.n_requests += n_requests
         self.n_bytes += n_bytes
-        self.n_chars += n_chars
         self.n_inputs += n_inputs
 
     def close(self, hasher: ThreadPoolExecutor) -> None:
@@ -250,15 +246,13 @@ class ShardWriter:
         write: Callable[..., Any],
         n_requests: int,
         n_inputs: int,
-        multibyte_extra: int,
     ) -> None:
-        """Add a whole shard that `write(path, **csv options)` writes (lines, each ended by LF);
-        its characters are its bytes less `multibyte_extra`."""
+        """Add a whole shard that `write(path, **csv options)` writes (lines, each ended by LF)."""
         shard = self._new_shard(model)
         write(shard.temp, include_header=False, quote_style="never")
         shard.exists = True
         n_bytes = shard.temp.stat().st_size
-        shard.count(n_requests, n_bytes, n_bytes - multibyte_extra, n_inputs)
+        shard.count(n_requests, n_bytes, n_inputs)
         shard.close(self._hasher)
 
     def add_frame(self, frame: pl.DataFrame) -> None:
@@ -299,7 +293,6 @@ class ShardWriter:
                 continue
             part = lines.slice(start, count)
             shard.write_lines(part)
-            shard.n_chars += int(part.str.len_chars().sum()) + count
             shard.n_requests += count
             shard.n_bytes += sizes[start + count - 1] - base_size
             if inputs is not None:
@@ -331,7 +324,6 @@ class ShardWriter:
                     n_requests=shard.n_requests,
                     n_bytes=shard.n_bytes,
                     sha256=digest,
-                    est_input_tokens=(shard.n_chars + 3) // 4,
                     n_embedding_inputs=shard.n_inputs,
                 )
             )
@@ -502,15 +494,14 @@ class _RequestStream:
         self.line += 1
         info = self._check(request)
         try:
-            text = "".join(self.encode(request, 0))
-            data = text.encode("utf-8")
+            data = "".join(self.encode(request, 0)).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as exc:
             self.ids.append(info.custom_id)
             raise _unwritable(request, exc, self.line, self.source) from None
         self.ids.append(info.custom_id)
-        self._place_pending(data, info.model, info.embedding_inputs, len(text) + 1)
+        self._place_pending(data, info.model, info.embedding_inputs)
 
-    def _place_pending(self, data: bytes, model: str | None, inputs: int, n_chars: int) -> None:
+    def _place_pending(self, data: bytes, model: str | None, inputs: int) -> None:
         size = len(data) + 1
         max_bytes = self.limits.max_bytes
         shard = self.shard
@@ -529,7 +520,7 @@ class _RequestStream:
             self.pending, self.pending_from, self.pending_bytes = [], self.line, 0
         self.pending.append(data)
         self.pending_bytes += size
-        shard.count(1, size, n_chars, inputs)
+        shard.count(1, size, inputs)
         if self.pending_bytes >= _FLUSH_BYTES:
             self.flush()
 
@@ -549,8 +540,8 @@ class _RequestStream:
             size = len(batch.block)
             fits = shard is not None and self.writer.fits(shard, size, 0, len(models))
             if fits and shard is not None and shard.model == models[0]:
-                shard.write_counted(batch.block)
-                shard.count(len(models), size, 0, 0)
+                shard.write_buffered(batch.block)
+                shard.count(len(models), size, 0)
                 return
         self._place_lines(batch)
 
@@ -577,9 +568,9 @@ class _RequestStream:
                     limit = total_inputs[start] + room_inputs
                     end = min(end, bisect_right(total_inputs, limit, start, end + 1) - 1)
                 data = batch.block[ends[start] : ends[end]]
-                shard.write_counted(data)
+                shard.write_buffered(data)
                 used = total_inputs[end] - total_inputs[start] if total_inputs is not None else 0
-                shard.count(end - start, len(data), 0, used)
+                shard.count(end - start, len(data), used)
                 self.shard = shard
                 start = end
             start = stop
@@ -740,11 +731,10 @@ def shard_template_frame(
     sizes = (
         rendered.frame.select(
             upper=rendered.upper_bytes() + 1,
-            extra=rendered.multibyte_extra(),
             shard=pl.int_range(rows, dtype=pl.Int64) // per_shard,
         )
         .group_by("shard", maintain_order=True)
-        .agg(pl.col("upper").max().alias("longest"), pl.col("upper", "extra").sum())
+        .agg(pl.col("upper").max().alias("longest"), pl.col("upper").sum())
     )
     if sizes["longest"].max() > limits.max_bytes or sizes["upper"].max() > limits.max_bytes:  # type: ignore[operator]
         return shard_request_frame(
@@ -761,11 +751,11 @@ def shard_template_frame(
     lines = rendered.frame.lazy().select(rendered.line)
 
     def fill() -> Iterator[None]:
-        for index, extra in enumerate(sizes["extra"]):
+        for index in range(sizes.height):
             start = index * per_shard
             count = min(per_shard, rows - start)
             part = lines.slice(start, count)
-            writer.add_written_shard(template.model, part.sink_csv, count, count * inputs, extra)
+            writer.add_written_shard(template.model, part.sink_csv, count, count * inputs)
             yield
 
     return _write_all(writer, fill())

@@ -71,7 +71,7 @@ def _reference_requests_into(
     shard: _OpenShard | None = None
     # The counters of `shard`, kept in locals while it is the one being filled.
     model_now: object = _NO_MODEL
-    n_requests = n_bytes = n_chars = n_inputs = flush_at = inputs = 0
+    n_requests = n_bytes = n_inputs = flush_at = inputs = 0
     line = 0
 
     def check(request: object) -> RequestInfo:
@@ -97,8 +97,7 @@ def _reference_requests_into(
                 info = check(request)
                 custom_id, model, inputs = info.custom_id, info.model, info.embedding_inputs
             try:
-                text = "".join(encode(request, 0))
-                data = text.encode("utf-8")
+                data = "".join(encode(request, 0)).encode("utf-8")
             except (TypeError, ValueError, RecursionError) as exc:
                 custom_id = check(request).custom_id  # a non-string custom_id or model, say
                 ids.append(custom_id)
@@ -121,17 +120,14 @@ def _reference_requests_into(
                     )
                 if shard is not None:
                     _write_checked(shard, pending, pending_from, source)
-                    shard.n_requests, shard.n_bytes = n_requests, n_bytes
-                    shard.n_chars, shard.n_inputs = n_chars, n_inputs
+                    shard.n_requests, shard.n_bytes, shard.n_inputs = n_requests, n_bytes, n_inputs
                 shard = writer.shard_for(model, size, inputs)
                 model_now, pending, pending_from = model, [], line
-                n_requests, n_bytes = shard.n_requests, shard.n_bytes
-                n_chars, n_inputs = shard.n_chars, shard.n_inputs
+                n_requests, n_bytes, n_inputs = shard.n_requests, shard.n_bytes, shard.n_inputs
                 flush_at = n_bytes + _FLUSH_BYTES
             pending.append(data)
             n_requests += 1
             n_bytes += size
-            n_chars += len(text) + 1
             n_inputs += inputs
             if n_bytes >= flush_at:
                 _write_checked(shard, pending, pending_from, source)  # type: ignore[arg-type]
@@ -149,8 +145,7 @@ def _reference_requests_into(
         seen.add(ids)
         seen.raise_first_problem(error)
         raise error from None
-    shard.n_requests, shard.n_bytes = n_requests, n_bytes
-    shard.n_chars, shard.n_inputs = n_chars, n_inputs
+    shard.n_requests, shard.n_bytes, shard.n_inputs = n_requests, n_bytes, n_inputs
     seen.add(ids)
     seen.raise_first_problem()
     yield

@@ -396,7 +396,7 @@ def test_an_unreadable_line_fails_the_plan_and_writes_nothing(
 ) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(request("r0", "a")) + "\nthis is not JSON\n")
-    bad = Shard(path.as_uri(), CHAT, MINI, n_requests=2, n_bytes=0, sha256="", est_input_tokens=0)
+    bad = Shard(path.as_uri(), CHAT, MINI, n_requests=2, n_bytes=0, sha256="")
     good = input_shards(tmp_path, [request("g0", "x"), request("g1", "y")])
     out_dir = tmp_path / "submit"
     with pytest.raises(msgspec.DecodeError):

@@ -170,7 +170,6 @@ def test_shards_hold_the_rendered_lines_in_order(data: st.DataObject) -> None:
             assert shard.n_requests == len(lines) <= limits.max_requests
             assert shard.n_bytes == len(content) <= limits.max_bytes
             assert shard.sha256 == hashlib.sha256(content).hexdigest()
-            assert shard.est_input_tokens == (len(content.decode()) + 3) // 4
             if template.endpoint == "/v1/embeddings":
                 assert shard.n_embedding_inputs == len(lines) <= limits.max_embedding_inputs
             written.extend(lines)

@@ -142,6 +142,5 @@ def test_shards_equal_the_reference(endpoint: str, data: st.DataObject) -> None:
             assert shard.n_bytes == len(content)
             assert shard.n_requests == len(lines)
             assert shard.sha256 == hashlib.sha256(content).hexdigest()
-            assert shard.est_input_tokens == (len(content.decode()) + 3) // 4
             got.append((shard.model, lines, shard.n_embedding_inputs))
     assert got == expected
