@@ -16,6 +16,21 @@ LOCAL_API_KEY = "local-batch-api"
 # Slow enough to watch progress in the UI, fast enough to finish the examples in seconds.
 LOCAL_SECONDS_PER_REQUEST = "0.02"
 LOCAL_SENSOR_INTERVAL_SECONDS = "10"
+UPSTREAM_URL = "UPSTREAM_URL"
+"""A model server (`http://127.0.0.1:8000/v1`; or `MODEL=URL` pairs, space-separated) that the
+local Batch API sends the batches' requests to, as a gateway."""
+UPSTREAM_API_KEY = "UPSTREAM_API_KEY"
+
+
+def local_api_flags(environ: dict[str, str]) -> tuple[str, ...]:
+    """The local Batch API's flags: paced local models, or a gateway to $UPSTREAM_URL."""
+    upstreams = environ.get(UPSTREAM_URL, "").split()
+    if not upstreams:
+        return ("--seconds-per-request", LOCAL_SECONDS_PER_REQUEST)
+    flags = [flag for upstream in upstreams for flag in ("--upstream", upstream)]
+    if environ.get(UPSTREAM_API_KEY):
+        flags += ["--upstream-api-key-env", UPSTREAM_API_KEY]
+    return tuple(flags)
 
 
 def backend_environment(
@@ -27,15 +42,15 @@ def backend_environment(
         target = env.get("OPENAI_BASE_URL") or "OpenAI"
         print(f"OPENAI_API_KEY is set: the pipelines will call {target}.", flush=True)
         return env, None
-    server = LocalBatchAPIProcess(
-        state_dir, ("--seconds-per-request", LOCAL_SECONDS_PER_REQUEST)
-    ).start(api_port)
+    server = LocalBatchAPIProcess(state_dir, local_api_flags(env)).start(api_port)
     env["OPENAI_API_KEY"] = LOCAL_API_KEY
     env["OPENAI_BASE_URL"] = server.base_url
     env.setdefault("BATCH_ASSETS_SENSOR_INTERVAL_SECONDS", LOCAL_SENSOR_INTERVAL_SECONDS)
     print(
         f"No OPENAI_API_KEY: the pipelines use the local Batch API at {server.base_url}", flush=True
     )
+    if env.get(UPSTREAM_URL):
+        print(f"It sends the batches' requests to {env[UPSTREAM_URL]}.", flush=True)
     return env, server
 
 

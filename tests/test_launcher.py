@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from openai import OpenAI
+
 from batch_assets.defs.resources import batch_api_resource
 from batch_assets.launcher import LOCAL_API_KEY, backend_environment
+from tests.local_api.helpers import chat_request, submit, wait_until_done
+from tests.local_api_server import LocalBatchAPI
 
 
 def test_without_a_key_the_local_batch_api_is_started(tmp_path: Path) -> None:
@@ -16,6 +20,24 @@ def test_without_a_key_the_local_batch_api_is_started(tmp_path: Path) -> None:
         assert env["OPENAI_BASE_URL"].startswith("http://127.0.0.1:")
         assert env["OPENAI_API_KEY"] == LOCAL_API_KEY
         assert server.admin()["seconds_per_request"] > 0
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def test_with_an_upstream_url_the_local_batch_api_sends_the_requests_there(
+    tmp_path: Path, local_api: LocalBatchAPI
+) -> None:
+    local_api.admin("DELETE", "stats")
+    environ = {"PATH": "/usr/bin", "UPSTREAM_URL": local_api.base_url}
+    env, server = backend_environment(environ, tmp_path / "state", 0)
+    try:
+        assert server is not None
+        assert server.admin()["seconds_per_request"] == 0
+        client = OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"])
+        batch = wait_until_done(client, submit(client, [chat_request("a"), chat_request("b")]).id)
+        assert batch.request_counts.completed == 2
+        assert local_api.admin("GET", "stats")["calls"]["POST /v1/chat/completions"] == 2
     finally:
         if server is not None:
             server.stop()

@@ -1,4 +1,5 @@
-"""`/admin`: read and change the simulation settings at runtime, and count API calls."""
+"""`/admin`: read and change the simulation settings at runtime, and count API calls and the
+synchronous calls' answers."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ async def change_settings(request: Request) -> Response:
         raise APIError(400, f"Invalid setting '{field}': {first['msg']}.", param=field) from None
     engine.settings = settings
     engine.wake()
+    request.app.state.answer_hold.settings_changed()
     return json_response(settings.model_dump())
 
 
@@ -45,3 +47,17 @@ def reset_stats(request: Request) -> Response:
     """Start counting API calls from zero."""
     request.app.state.gateway_stats.reset()
     return json_response(request.app.state.gateway_stats.snapshot())
+
+
+@router.get("/sync_stats")
+def read_sync_stats(request: Request) -> Response:
+    """The synchronous calls in flight now and at most, received, answered, faulted, and how
+    often each body was answered, since start or the last reset."""
+    return json_response(request.app.state.sync_stats.snapshot())
+
+
+@router.delete("/sync_stats")
+def reset_sync_stats(request: Request) -> Response:
+    """Start counting the synchronous calls from zero (those in flight stay counted)."""
+    request.app.state.sync_stats.reset()
+    return json_response(request.app.state.sync_stats.snapshot())

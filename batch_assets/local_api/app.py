@@ -16,16 +16,22 @@ from batch_assets.local_api.errors import APIError, error_envelope, shown
 from batch_assets.local_api.gateway import Gateway, GatewayStats
 from batch_assets.local_api.settings import Simulation
 from batch_assets.local_api.store import Store
+from batch_assets.local_api.sync_calls import AnswerHold, SyncStats
+from batch_assets.local_api.upstream import UpstreamConfig
 from batch_assets.local_api.web import json_response
 
 
 def create_app(
-    state_dir: Path, settings: Simulation | None = None, api_key: str | None = None
+    state_dir: Path,
+    settings: Simulation | None = None,
+    api_key: str | None = None,
+    upstream: UpstreamConfig | None = None,
 ) -> FastAPI:
-    """An app that keeps its state in `state_dir` and runs batches in a background thread."""
+    """An app that keeps its state in `state_dir` and runs batches in a background thread (their
+    requests answered by the local models, or sent to `upstream`)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     store = Store(state_dir)
-    engine = BatchEngine(store, settings or Simulation())
+    engine = BatchEngine(store, settings or Simulation(), upstream)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,6 +45,8 @@ def create_app(
     app = FastAPI(title="Local Batch API", lifespan=lifespan)
     app.state.engine = engine
     app.state.gateway_stats = GatewayStats()
+    app.state.sync_stats = SyncStats()
+    app.state.answer_hold = AnswerHold()
     for module in (files_api, batches_api, inference_api, admin_api):
         app.include_router(module.router)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -29,6 +30,7 @@ from batch_assets.local_api.json_codec import (
 from batch_assets.local_api.local_models import BATCH_ANSWER_SECONDS, RequestRejected, respond
 from batch_assets.local_api.settings import Simulation
 from batch_assets.local_api.store import Store
+from batch_assets.local_api.upstream import UpstreamAnswer, UpstreamConfig, UpstreamPool
 from batch_assets.local_api.validation import (
     ValidationOutcome,
     batch_error,
@@ -75,6 +77,11 @@ PAUSED_LOOK_SECONDS = 1.0
 FILE_KINDS = ("output", "error")
 TERMINAL_STATUSES = ("completed", "failed", "expired", "cancelled")
 INPUT_GONE_MESSAGE = "The input file no longer exists."
+UPSTREAM_LOOK_SECONDS = 0.25
+"""How long a batch waiting on its upstream answers waits at most before it is looked at again
+(an answer coming back makes the engine look at once)."""
+UPSTREAM_WINDOW_PER_SLOT = 4
+"""Requests of one batch sent ahead of its checkpoint, per slot of the upstream's concurrency."""
 
 
 class MissingWork(Exception):
@@ -99,6 +106,18 @@ class AnsweredLines:
     first_line: int
     end_offset: int
     results: list[RequestResult]
+
+
+@dataclass
+class _UpstreamWindow:
+    """A batch's requests sent to the upstream past its checkpoint: the next line to send (at
+    byte `next_offset`), and of each line sent its custom_id and end offset, then its result."""
+
+    since: int  # the checkpoint's line when the window opened
+    next_line: int
+    next_offset: int
+    sent: dict[int, tuple[str, int]] = dataclasses.field(default_factory=dict)
+    answered: dict[int, tuple[RequestResult, int]] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -270,9 +289,16 @@ def derived_file_id(batch_id: str, kind: str) -> str:
 class BatchEngine:
     """One thread that validates, runs, expires, cancels and finalizes every batch in the store."""
 
-    def __init__(self, store: Store, settings: Simulation) -> None:
+    def __init__(
+        self, store: Store, settings: Simulation, upstream: UpstreamConfig | None = None
+    ) -> None:
+        """With an `upstream`, the batches' requests are answered by it, not the local models."""
         self.store = store
         self.settings = settings
+        self._upstream = (
+            None if upstream is None else UpstreamPool(upstream, on_answer=self.upstream_answered)
+        )
+        self._windows: dict[str, _UpstreamWindow] = {}
         self.lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -302,6 +328,13 @@ class BatchEngine:
         if self._thread is not None:
             self._thread.join()
         self._helper.close()
+        if self._upstream is not None:
+            self._upstream.close()
+
+    def upstream_answered(self, batch_id: str) -> None:
+        """Look at the batch now: its upstream sent an answer back (called by the pool)."""
+        self._due.pop(batch_id, None)
+        self._wake.set()
 
     def wake(self) -> None:
         """Look at the batches now rather than at the next tick."""
@@ -414,6 +447,9 @@ class BatchEngine:
         ahead = self._ahead.pop(batch_id, None)
         if ahead is not None:
             ahead.answers.discard()
+        self._windows.pop(batch_id, None)
+        if self._upstream is not None:
+            self._upstream.forget(batch_id)
         self._resumed.discard(batch_id)
         shutil.rmtree(self.store.work_dir / batch_id, ignore_errors=True)
 
@@ -450,7 +486,8 @@ class BatchEngine:
         if obj["status"] == "validating":
             return self._validation_outcome(obj)
         if lines_due > 0:
-            return self._answer_lines(obj, progress, lines_due, int(self.settings.now()))
+            answer = self._upstream_lines if self._upstream is not None else self._answer_lines
+            return answer(obj, progress, lines_due, int(self.settings.now()))
         return None
 
     def _validation_outcome(self, obj: dict[str, Any]) -> ValidationOutcome:
@@ -519,6 +556,12 @@ class BatchEngine:
             self._record_answers(obj, progress, prepared)
         if status == "in_progress":
             busy = self._run_requests(obj, progress, now)
+            answered = isinstance(prepared, AnsweredLines) and bool(prepared.results)
+            waiting = self._upstream is not None and not answered
+            if busy and waiting and obj["status"] == "in_progress":
+                # The answers are on their way: look again when one comes back.
+                self._due[batch_id] = (time.monotonic() + UPSTREAM_LOOK_SECONDS, settings)
+                return False
             if not busy and obj["status"] == "in_progress":
                 self._due[batch_id] = (self._next_look(batch_id, progress, now), settings)
             return busy
@@ -574,11 +617,15 @@ class BatchEngine:
             )
         ]
 
-    def _work_path(self, batch_id: str, kind: str) -> Path:
-        """Where a batch's output or error lines gather until they are published."""
+    def _work_dir(self, batch_id: str) -> Path:
+        """The folder of a batch's work files."""
         folder = self.store.work_dir / batch_id
         folder.mkdir(exist_ok=True)
-        return folder / ("output.jsonl" if kind == "output" else "errors.jsonl")
+        return folder
+
+    def _work_path(self, batch_id: str, kind: str) -> Path:
+        """Where a batch's output or error lines gather until they are published."""
+        return self._work_dir(batch_id) / ("output.jsonl" if kind == "output" else "errors.jsonl")
 
     def _resume(self, obj: dict[str, Any], progress: dict[str, Any]) -> bool:
         """Cut the work files back to the last checkpoint the first time this process sees them;
@@ -685,6 +732,67 @@ class BatchEngine:
         end_offset = offset + sum(len(raw) for raw in raws[: len(results)])
         return AnsweredLines(line, end_offset, results)
 
+    def _upstream_lines(
+        self, obj: dict[str, Any], progress: dict[str, Any], count: int, created: int
+    ) -> AnsweredLines:
+        """Send the batch's next requests (up to `count` past the checkpoint, and a window) to
+        the upstream; the answers back since, as far as they run on from the checkpoint."""
+        assert self._upstream is not None
+        batch_id, first = obj["id"], progress["line"]
+        journal = self._work_dir(batch_id) / "upstream_answers.jsonl"
+        window = self._windows.get(batch_id)
+        if window is None or first < window.since:  # new, or the batch started over
+            if window is not None:
+                self._upstream.forget(batch_id)
+            window = _UpstreamWindow(first, first, progress["offset"])
+            window.answered = _journaled_answers(journal, first)
+            self._windows[batch_id] = window
+        for line in [line for line in window.answered if line < first]:
+            del window.answered[line]  # recorded in the checkpoint by now
+        if not window.answered and _size_of(journal):
+            _cut_back(journal, 0)
+        last = first + min(count, UPSTREAM_WINDOW_PER_SLOT * self._upstream.config.concurrency)
+        if window.next_line < last:
+            self._send_upstream(obj, window, last)
+        back: list[tuple[int, RequestResult, int]] = []
+        for key, answer in self._upstream.take(batch_id):
+            sent = window.sent.pop(key, None)
+            if sent is not None:
+                custom_id, end_offset = sent
+                back.append((key, _upstream_result(custom_id, answer, created), end_offset))
+        _journal_answers(journal, back)  # before they count: a restart sends none of them again
+        window.answered.update((key, (result, end)) for key, result, end in back)
+        results: list[RequestResult] = []
+        end_offset = progress["offset"]
+        while (done := window.answered.get(first + len(results))) is not None:
+            results.append(done[0])
+            end_offset = done[1]
+        return AnsweredLines(first, end_offset, results)
+
+    def _send_upstream(self, obj: dict[str, Any], window: _UpstreamWindow, last: int) -> None:
+        """Send the lines of the window up to (not including) line `last`."""
+        assert self._upstream is not None
+        routes = self._upstream.config.routes
+        with self.store.file_path(obj["input_file_id"]).open("rb") as source:
+            source.seek(window.next_offset)
+            while window.next_line < last:
+                raw = source.readline()
+                if not raw:
+                    break
+                request = decode_json(raw)
+                line, window.next_offset = window.next_line, window.next_offset + len(raw)
+                window.next_line += 1
+                if line in window.answered:  # answered before a restart
+                    continue
+                body = request["body"]
+                url = routes.url_for(body.get("model"), request["url"])
+                if url is None:
+                    result = _unrouted_result(request["custom_id"], body.get("model"))
+                    window.answered[line] = (result, window.next_offset)
+                    continue
+                window.sent[line] = (request["custom_id"], window.next_offset)
+                self._upstream.submit(obj["id"], line, url, body)
+
     def _answer_job(
         self, obj: dict[str, Any], progress: dict[str, Any], created: int
     ) -> _AnswerJob:
@@ -788,32 +896,52 @@ class BatchEngine:
         if answered.first_line != progress["line"]:
             log.warning("answers for %s from a stale checkpoint were dropped", obj["id"])
             return
-        outputs = [(r.custom_id, r.encoded) for r in answered.results if r.succeeded]
-        errors = [(r.custom_id, r.encoded) for r in answered.results if not r.succeeded]
         progress["line"] += len(answered.results)
         progress["offset"] = answered.end_offset
+        self._append_results(obj, progress, answered.results)
+
+    def _append_results(
+        self, obj: dict[str, Any], progress: dict[str, Any], results: list[RequestResult]
+    ) -> None:
+        """Append results to the work files and count them in the batch record."""
+        outputs = [(r.custom_id, r.encoded) for r in results if r.succeeded]
+        errors = [(r.custom_id, r.encoded) for r in results if not r.succeeded]
         progress["output_bytes"] += _append_lines(self._work_path(obj["id"], "output"), outputs)
         progress["error_bytes"] += _append_lines(self._work_path(obj["id"], "error"), errors)
         obj["request_counts"]["completed"] += len(outputs)
         obj["request_counts"]["failed"] += len(errors)
         usage = obj["usage"]
-        for result in answered.results:
+        for result in results:
             usage["input_tokens"] += result.input_tokens
             usage["output_tokens"] += result.output_tokens
             usage["total_tokens"] += result.input_tokens + result.output_tokens
 
+    def _upstream_leftovers(self, batch_id: str, first: int) -> dict[int, RequestResult]:
+        """The batch's upstream answers past line `first` not yet recorded; nothing more of it
+        is sent."""
+        window = self._windows.pop(batch_id, None)
+        if self._upstream is None or window is None:
+            return {}
+        self._upstream.forget(batch_id)
+        return {line: result for line, (result, _) in window.answered.items() if line >= first}
+
     def _write_unfinished(self, obj: dict[str, Any], progress: dict[str, Any], code: str) -> None:
-        """Give every request not yet answered an error line with `code`."""
+        """Give every request not yet answered an error line with `code` (the answers that came
+        back from the upstream past the checkpoint are kept)."""
         if progress["total"] == 0:
             return
         self._resume(obj, progress)
+        kept = self._upstream_leftovers(obj["id"], progress["line"])
+        self._append_results(obj, progress, list(kept.values()))
         message = UNFINISHED_MESSAGES[code]
         with (
             self.store.file_path(obj["input_file_id"]).open("rb") as source,
             self._work_path(obj["id"], "error").open("ab") as errors,
         ):
             source.seek(progress["offset"])
-            for raw in source:
+            for index, raw in enumerate(source, start=progress["line"]):
+                if index in kept:
+                    continue
                 line = {
                     "id": ids.batch_request_id(),
                     "custom_id": decode_json(raw)["custom_id"],
@@ -970,6 +1098,63 @@ def _refuse_cancel_of_ending_batch(obj: dict[str, Any], progress: dict[str, Any]
             "files are published.",
             param="batch_id",
         )
+
+
+def _upstream_result(custom_id: str, answer: UpstreamAnswer, created: int) -> RequestResult:
+    """A request's result from its upstream answer: the output line of a 200, else an error
+    line with the upstream's status and body, or, with no answer at all, why."""
+    if answer.status_code is None or answer.body is None:
+        message = (
+            f"The upstream could not be reached after {answer.attempts} tries: {answer.failure}"
+        )
+        line = {
+            "id": ids.batch_request_id(),
+            "custom_id": custom_id,
+            "response": None,
+            "error": {"code": "upstream_unreachable", "message": message},
+        }
+        return RequestResult(custom_id, _encode_line(line), False)
+    encoded = _http_line(custom_id, answer.status_code, answer.body)
+    if answer.status_code != 200:
+        return RequestResult(custom_id, encoded, False)
+    return RequestResult(custom_id, encoded, True, *_usage_tokens(answer.body))
+
+
+def _journal_answers(path: Path, answers: list[tuple[int, RequestResult, int]]) -> None:
+    """Append upstream answers (line, result, end offset) to the batch's journal."""
+    if answers:
+        rows = (
+            json.dumps([line, end, result.encoded.decode(), *result[:1], *result[2:]])
+            for line, result, end in answers
+        )
+        with path.open("a", encoding="utf-8") as journal:
+            journal.write("".join(row + "\n" for row in rows))
+
+
+def _journaled_answers(path: Path, first: int) -> dict[int, tuple[RequestResult, int]]:
+    """The journal's answers from line `first` on (a line cut short by a crash is skipped)."""
+    answers: dict[int, tuple[RequestResult, int]] = {}
+    if not path.exists():
+        return answers
+    with path.open(encoding="utf-8") as journal:
+        for row in journal:
+            try:
+                line, end, encoded, custom_id, *fields = json.loads(row)
+            except ValueError:
+                continue
+            if line >= first:
+                answers[line] = (RequestResult(custom_id, encoded.encode(), *fields), end)
+    return answers
+
+
+def _unrouted_result(custom_id: str, model: object) -> RequestResult:
+    """The error line of a request whose model no upstream serves."""
+    message = (
+        f"The model '{model}' is served by no upstream of this gateway (give it one with "
+        "--upstream MODEL=URL, or a default --upstream URL)."
+    )
+    body = error_envelope(message, type="invalid_request_error", code="model_not_found")
+    return RequestResult(custom_id, _http_line(custom_id, 404, body), False)
 
 
 def _failure_answer(exc: Exception) -> tuple[int, dict[str, Any]]:

@@ -233,20 +233,25 @@ class Gateway:
         if settings.http_error_rate <= 0 or self._random.random() >= settings.http_error_rate:
             return None
         self.stats.injected_errors += 1
-        delay = settings.retry_after_seconds
-        headers = {
-            "retry-after": str(math.ceil(delay)),
-            "retry-after-ms": str(int(delay * 1000)),
-        }
-        if self._random.random() < 0.5:
-            body = error_envelope(
-                "Rate limit reached for requests (simulated by the local Batch API).",
-                type="requests",
-                code="rate_limit_exceeded",
-            )
-            return JSONResponse(body, status_code=429, headers=headers)
+        status = 429 if self._random.random() < 0.5 else 503
+        return injected_error(status, settings.retry_after_seconds)
+
+
+def injected_error(status: int, retry_after_seconds: float) -> JSONResponse:
+    """A simulated 429 (rate limit) or 503 (overloaded) asking to retry after the delay."""
+    headers = {
+        "retry-after": str(math.ceil(retry_after_seconds)),
+        "retry-after-ms": str(int(retry_after_seconds * 1000)),
+    }
+    if status == 429:
+        body = error_envelope(
+            "Rate limit reached for requests (simulated by the local Batch API).",
+            type="requests",
+            code="rate_limit_exceeded",
+        )
+    else:
         body = error_envelope(
             "The server is overloaded or not ready yet (simulated by the local Batch API).",
             type="server_error",
         )
-        return JSONResponse(body, status_code=503, headers=headers)
+    return JSONResponse(body, status_code=status, headers=headers)

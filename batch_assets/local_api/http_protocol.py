@@ -1,4 +1,5 @@
-"""uvicorn's HTTP/1.1 protocol with a cap on the request head (request line and headers)."""
+"""uvicorn's HTTP/1.1 protocol with a cap on the request head (request line and headers), and a
+way for the app to drop a request's connection without answering."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from batch_assets.local_api.errors import error_envelope
 
 MAX_HEAD_BYTES = 64 * 1024
 """The request line and headers together; OpenAI's front end refuses heads far smaller."""
+DROP_CONNECTION = "batch_assets.drop_connection"
+"""The scope extension `{"close": callable}` that closes the request's connection at once: the
+client gets no byte of an answer (uvicorn on its own answers 500 to an app that sends nothing)."""
 
 
 def _head_too_large_answer() -> bytes:
@@ -43,6 +47,8 @@ class HeadCappedProtocol(HttpToolsProtocol):
         self._messages_done = 0
 
     def on_headers_complete(self) -> None:
+        extensions = self.scope.setdefault("extensions", {})
+        extensions[DROP_CONNECTION] = {"close": self.transport.close}
         self._awaiting_head = False
         self._head_bytes = 0
         self._heads_done += 1

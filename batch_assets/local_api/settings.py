@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 PublishingStep = Literal[
     "before_output", "output_placed", "after_output", "error_placed", "after_error"
 ]
+# What a synchronous call can be answered with instead of its answer: that status in OpenAI's
+# error envelope, or (`cut`) a connection closed without a byte of answer.
+SyncFault = Literal["429", "503", "500", "cut"]
 
 CLOCK_OFFSET_LIMIT_SECONDS = 100 * 365 * 86400
 
@@ -78,6 +81,24 @@ class Simulation(BaseModel):
     )
     sync_timeout_seconds: float = Field(
         60.0, gt=0, description="How long a synchronous /v1 answer may take before a 504."
+    )
+    sync_seconds_per_request: float = Field(
+        0.0,
+        ge=0,
+        description="Hold each synchronous /v1 answer (faults included) this long before it is "
+        "sent, without taking a worker; lowering it releases held answers.",
+    )
+    sync_fault_queue: list[SyncFault] = Field(
+        default_factory=list,
+        description="Faults handed out first in first out, one to each synchronous /v1 call "
+        "until the list is empty: 429 or 503 with retry-after, a 500, or `cut` (the connection "
+        "is closed without an answer).",
+    )
+    sync_fail_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Fraction of synchronous /v1 calls (with no queued fault) answered 500.",
     )
     pause_publishing_at: PublishingStep | None = Field(
         None,
