@@ -54,6 +54,7 @@ bench: $(STAMP)
 	-$(BIN)/python benchmarks/core_bench.py
 	-$(BIN)/python benchmarks/pipeline_bench.py --storage local --storage s3 2>/dev/null
 	-$(BIN)/python benchmarks/storage_bench.py
+	-$(BIN)/python benchmarks/gateway_bench.py
 	$(BIN)/python benchmarks/local_api_bench.py
 
 bench-local-api: $(STAMP)

@@ -79,7 +79,10 @@ TERMINAL_STATUSES = ("completed", "failed", "expired", "cancelled")
 INPUT_GONE_MESSAGE = "The input file no longer exists."
 UPSTREAM_LOOK_SECONDS = 0.25
 """How long a batch waiting on its upstream answers waits at most before it is looked at again
-(an answer coming back makes the engine look at once)."""
+(an answer coming back makes the engine look sooner)."""
+UPSTREAM_GATHER_SECONDS = 0.005
+"""How long after an answer comes back the engine looks at its batch: the answers of those
+milliseconds are recorded in one step (one write of the batch record, one of the journal)."""
 UPSTREAM_WINDOW_PER_SLOT = 4
 """Requests of one batch sent ahead of its checkpoint, per slot of the upstream's concurrency."""
 
@@ -332,9 +335,12 @@ class BatchEngine:
             self._upstream.close()
 
     def upstream_answered(self, batch_id: str) -> None:
-        """Look at the batch now: its upstream sent an answer back (called by the pool)."""
-        self._due.pop(batch_id, None)
-        self._wake.set()
+        """Look at the batch soon: its upstream sent an answer back (called by the pool)."""
+        soon = time.monotonic() + UPSTREAM_GATHER_SECONDS
+        due = self._due.get(batch_id)
+        if due is None or due[0] > soon:
+            self._due[batch_id] = (soon, self.settings)
+            self._wake.set()
 
     def wake(self) -> None:
         """Look at the batches now rather than at the next tick."""
@@ -559,8 +565,14 @@ class BatchEngine:
             answered = isinstance(prepared, AnsweredLines) and bool(prepared.results)
             waiting = self._upstream is not None and not answered
             if busy and waiting and obj["status"] == "in_progress":
-                # The answers are on their way: look again when one comes back.
-                self._due[batch_id] = (time.monotonic() + UPSTREAM_LOOK_SECONDS, settings)
+                # The answers are on their way: look again when one comes back (or came back
+                # during this step, which set the look sooner).
+                assert self._upstream is not None
+                wait = UPSTREAM_GATHER_SECONDS if self._upstream.has_answers(batch_id) else None
+                look = time.monotonic() + (wait or UPSTREAM_LOOK_SECONDS)
+                sooner = self._due.get(batch_id)
+                if sooner is None or sooner[0] > look:
+                    self._due[batch_id] = (look, settings)
                 return False
             if not busy and obj["status"] == "in_progress":
                 self._due[batch_id] = (self._next_look(batch_id, progress, now), settings)
@@ -747,6 +759,7 @@ class BatchEngine:
             window = _UpstreamWindow(first, first, progress["offset"])
             window.answered = _journaled_answers(journal, first)
             self._windows[batch_id] = window
+            _rewrite_journal(journal, window.answered)  # without a line a crash cut short
         for line in [line for line in window.answered if line < first]:
             del window.answered[line]  # recorded in the checkpoint by now
         if not window.answered and _size_of(journal):
@@ -759,7 +772,7 @@ class BatchEngine:
             sent = window.sent.pop(key, None)
             if sent is not None:
                 custom_id, end_offset = sent
-                back.append((key, _upstream_result(custom_id, answer, created), end_offset))
+                back.append((key, _upstream_result(custom_id, answer), end_offset))
         _journal_answers(journal, back)  # before they count: a restart sends none of them again
         window.answered.update((key, (result, end)) for key, result, end in back)
         results: list[RequestResult] = []
@@ -1100,7 +1113,7 @@ def _refuse_cancel_of_ending_batch(obj: dict[str, Any], progress: dict[str, Any]
         )
 
 
-def _upstream_result(custom_id: str, answer: UpstreamAnswer, created: int) -> RequestResult:
+def _upstream_result(custom_id: str, answer: UpstreamAnswer) -> RequestResult:
     """A request's result from its upstream answer: the output line of a 200, else an error
     line with the upstream's status and body, or, with no answer at all, why."""
     if answer.status_code is None or answer.body is None:
@@ -1129,6 +1142,17 @@ def _journal_answers(path: Path, answers: list[tuple[int, RequestResult, int]]) 
         )
         with path.open("a", encoding="utf-8") as journal:
             journal.write("".join(row + "\n" for row in rows))
+
+
+def _rewrite_journal(path: Path, answers: dict[int, tuple[RequestResult, int]]) -> None:
+    """Replace the journal by one holding just these answers."""
+    temporary = path.with_suffix(".rewrite")
+    temporary.unlink(missing_ok=True)
+    _journal_answers(temporary, [(line, result, end) for line, (result, end) in answers.items()])
+    if temporary.exists():
+        os.replace(temporary, path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _journaled_answers(path: Path, first: int) -> dict[int, tuple[RequestResult, int]]:

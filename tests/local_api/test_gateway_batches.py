@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from batch_assets.local_api.__main__ import parse_args, upstream_config
-from batch_assets.local_api.engine import RequestResult, _journal_answers, _journaled_answers
+from batch_assets.local_api.engine import (
+    RequestResult,
+    _journal_answers,
+    _journaled_answers,
+    _rewrite_journal,
+)
 from tests.local_api.helpers import chat_request, read_lines, submit, wait_until_done
 from tests.local_api_server import LocalBatchAPI, wait_for
 
@@ -175,7 +180,12 @@ def test_the_journal_gives_back_the_answers_past_the_checkpoint_and_skips_a_torn
     with journal.open("a") as torn:  # a crash in the middle of an append
         torn.write('[4, 400, "{\\"custom_')
     assert _journaled_answers(journal, 2) == {3: (answers[0][1], 300)}
-    assert _journaled_answers(journal, 0) == {3: (answers[0][1], 300), 1: (answers[1][1], 100)}
+    kept = _journaled_answers(journal, 0)
+    assert kept == {3: (answers[0][1], 300), 1: (answers[1][1], 100)}
+    _rewrite_journal(journal, kept)  # as a window opens: the torn line goes
+    later = RequestResult("c-5", b'{"custom_id":"c-5"}\n', True, 1, 1)
+    _journal_answers(journal, [(5, later, 500)])
+    assert _journaled_answers(journal, 0) == {**kept, 5: (later, 500)}
 
 
 def sync_stats(server: LocalBatchAPI) -> dict:
@@ -220,14 +230,14 @@ def test_answers_back_before_a_crash_are_not_asked_for_again(
     local_api: LocalBatchAPI, start_local_api: object
 ) -> None:
     local_api.admin("DELETE", "sync_stats")
-    local_api.configure(sync_fault_queue=["500"])  # the first request: retried a minute later
+    local_api.configure(sync_fault_queue=["500"])  # one of the first four: retried a minute later
     flags = ["--upstream", local_api.base_url, "--upstream-concurrency", "4"]
     gateway: LocalBatchAPI = start_local_api(*flags, "--upstream-backoff", "60")  # type: ignore[operator]
     client = gateway.client()
     batch = submit(client, requests(30))
-    # Answers past the first request come back out of order: none is recorded yet.
+    # The answers past that request come back out of order: they are not recorded yet.
     wait_for(lambda: sync_stats(local_api)["answered"] >= 12)
-    assert client.batches.retrieve(batch.id).request_counts.completed == 0
+    assert client.batches.retrieve(batch.id).request_counts.completed <= 3
     gateway.stop(signal.SIGKILL)
     gateway.flags = (*flags, "--upstream-backoff", "0")
     gateway.start(gateway.port)
@@ -275,3 +285,21 @@ def test_a_restart_of_the_upstream_mid_batch_loses_no_request(start_local_api: o
     done = wait_until_done(client, batch.id)
     assert (done.request_counts.completed, done.request_counts.failed) == (12, 0)
     assert sync_stats(upstream)["answered"] == 12
+
+
+def test_an_expired_batch_keeps_its_answers_and_sends_nothing_more(
+    local_api: LocalBatchAPI, start_local_api: object
+) -> None:
+    local_api.admin("DELETE", "sync_stats")
+    gateway: LocalBatchAPI = start_local_api(  # type: ignore[operator]
+        "--upstream", local_api.base_url, "--answer-at-most", "3"
+    )
+    client = gateway.client()
+    batch = submit(client, requests(8))
+    wait_for(lambda: client.batches.retrieve(batch.id).request_counts.completed == 3)
+    gateway.configure(clock_offset_seconds=2 * 86400)
+    done = wait_until_done(client, batch.id)
+    assert (done.status, done.request_counts.completed) == ("expired", 3)
+    errors = read_lines(client, done.error_file_id)
+    assert [line["error"]["code"] for line in errors] == ["batch_expired"] * 5
+    assert sync_stats(local_api)["answered"] == 3
