@@ -17,21 +17,17 @@ from batch_assets.local_api.gateway import Gateway, GatewayStats
 from batch_assets.local_api.settings import Simulation
 from batch_assets.local_api.store import Store
 from batch_assets.local_api.sync_calls import AnswerHold, SyncStats
-from batch_assets.local_api.upstream import UpstreamConfig
 from batch_assets.local_api.web import json_response
 
 
 def create_app(
-    state_dir: Path,
-    settings: Simulation | None = None,
-    api_key: str | None = None,
-    upstream: UpstreamConfig | None = None,
+    state_dir: Path, settings: Simulation | None = None, api_key: str | None = None
 ) -> FastAPI:
     """An app that keeps its state in `state_dir` and runs batches in a background thread (their
-    requests answered by the local models, or sent to `upstream`)."""
+    requests answered by the local models, or sent to the settings' upstream)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     store = Store(state_dir)
-    engine = BatchEngine(store, settings or Simulation(), upstream)
+    engine = BatchEngine(store, settings or Simulation())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -30,7 +30,7 @@ from batch_assets.local_api.json_codec import (
 from batch_assets.local_api.local_models import BATCH_ANSWER_SECONDS, RequestRejected, respond
 from batch_assets.local_api.settings import Simulation
 from batch_assets.local_api.store import Store
-from batch_assets.local_api.upstream import UpstreamAnswer, UpstreamConfig, UpstreamPool
+from batch_assets.local_api.upstream import UpstreamAnswer, UpstreamPool
 from batch_assets.local_api.validation import (
     ValidationOutcome,
     batch_error,
@@ -292,15 +292,12 @@ def derived_file_id(batch_id: str, kind: str) -> str:
 class BatchEngine:
     """One thread that validates, runs, expires, cancels and finalizes every batch in the store."""
 
-    def __init__(
-        self, store: Store, settings: Simulation, upstream: UpstreamConfig | None = None
-    ) -> None:
-        """With an `upstream`, the batches' requests are answered by it, not the local models."""
+    def __init__(self, store: Store, settings: Simulation) -> None:
+        """With an upstream in the settings, the batches' requests are answered by it, not by
+        the local models."""
         self.store = store
         self.settings = settings
-        self._upstream = (
-            None if upstream is None else UpstreamPool(upstream, on_answer=self.upstream_answered)
-        )
+        self._upstream: UpstreamPool | None = None  # for the settings' upstream, if any
         self._windows: dict[str, _UpstreamWindow] = {}
         self.lock = threading.RLock()
         self._wake = threading.Event()
@@ -386,8 +383,22 @@ class BatchEngine:
                 self._wake.wait(timeout)
                 self._wake.clear()
 
+    def _follow_upstream_settings(self) -> None:
+        """Make the upstream pool fit the settings: a new one when they changed (requests in
+        flight are dropped and sent again through it), none without an upstream."""
+        config = self.settings.upstream_config()
+        if self._upstream is not None and self._upstream.config == config:
+            return
+        if self._upstream is not None:
+            self._upstream.close()
+            self._windows.clear()
+        self._upstream = (
+            None if config is None else UpstreamPool(config, on_answer=self.upstream_answered)
+        )
+
     def _look_at_batches(self) -> tuple[bool, float]:
         """Advance every batch that is due; whether any has more to do now, and how long to wait."""
+        self._follow_upstream_settings()
         busy = False
         timeout = IDLE_WAIT_SECONDS
         for batch_id in self.store.active_batch_ids():

@@ -5,7 +5,16 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from batch_assets.local_api.upstream import (
+    BACKOFF_SECONDS,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT_SECONDS,
+    UpstreamConfig,
+    UpstreamRoutes,
+)
 
 # The steps of publishing a batch's files, in order: content checkpointed, a file's bytes moved
 # into place, its file object recorded.
@@ -105,6 +114,52 @@ class Simulation(BaseModel):
         description="Hold every batch's publishing of its output and error files at this step "
         "(to test a crash there); None never.",
     )
+    upstream: list[str] = Field(
+        default_factory=list,
+        description="Send the batches' requests to these OpenAI-compatible servers: a base URL "
+        "(the default) and MODEL=URL routes; empty: the local models answer.",
+    )
+    upstream_api_key_env: str | None = Field(
+        None, description="The environment variable holding the upstreams' API key."
+    )
+    upstream_concurrency: int = Field(
+        DEFAULT_CONCURRENCY, ge=1, description="Upstream requests in flight at most, in all."
+    )
+    upstream_timeout: float = Field(
+        DEFAULT_TIMEOUT_SECONDS,
+        gt=0,
+        description="Seconds one try of an upstream request may take.",
+    )
+    upstream_max_retries: int = Field(
+        DEFAULT_MAX_RETRIES,
+        ge=0,
+        description="Tries after the first, on 429, 5xx and connection errors.",
+    )
+    upstream_backoff: float = Field(
+        BACKOFF_SECONDS,
+        ge=0,
+        description="Seconds before the first retry of a 5xx or connection error without "
+        "retry-after, doubled at each retry.",
+    )
+
+    @field_validator("upstream")
+    @classmethod
+    def _routes(cls, values: list[str]) -> list[str]:
+        UpstreamRoutes.parse(values)  # raises ValueError naming the bad value
+        return values
+
+    def upstream_config(self) -> UpstreamConfig | None:
+        """How to reach the upstreams; None without one."""
+        if not self.upstream:
+            return None
+        return UpstreamConfig(
+            routes=UpstreamRoutes.parse(self.upstream),
+            api_key_env=self.upstream_api_key_env,
+            concurrency=self.upstream_concurrency,
+            timeout_seconds=self.upstream_timeout,
+            max_retries=self.upstream_max_retries,
+            backoff_seconds=self.upstream_backoff,
+        )
 
     def now(self) -> float:
         """The server's clock: wall time plus the offset."""

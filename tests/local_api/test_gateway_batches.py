@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import urllib.error
 from pathlib import Path
 
 import pytest
 
-from batch_assets.local_api.__main__ import parse_args, upstream_config
+from batch_assets.local_api.__main__ import parse_args, settings_of
 from batch_assets.local_api.engine import (
     RequestResult,
     _journal_answers,
@@ -139,15 +140,34 @@ def test_a_restarted_gateway_sends_no_answered_request_again(
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--upstream", "nohost/v1"], "must start with http"),
-        (["--upstream", "http://a/v1", "--upstream-concurrency", "0"], "at least 1"),
-        (["--upstream", "http://a/v1", "--upstream-max-retries", "-1"], "0 or more"),
+        (["--upstream", "nohost/v1"], "--upstream: .*must start with http"),
+        (["--upstream", "http://a/v1", "--upstream-concurrency", "0"], "--upstream-concurrency"),
+        (["--upstream", "http://a/v1", "--upstream-max-retries", "-1"], "--upstream-max-retries"),
+        (["--upstream", "http://a/v1", "--upstream-backoff", "-1"], "--upstream-backoff"),
     ],
 )
 def test_bad_gateway_flags_are_refused_naming_the_flag(flags: list[str], message: str) -> None:
-    args = parse_args(["--state-dir", "unused", *flags])
-    with pytest.raises(ValueError, match=message):
-        upstream_config(args)
+    with pytest.raises(SystemExit, match=message):
+        settings_of(parse_args(["--state-dir", "unused", *flags]))
+
+
+def test_the_upstream_is_a_setting_that_can_change_at_runtime(
+    local_api: LocalBatchAPI, start_local_api: object
+) -> None:
+    local_api.admin("DELETE", "sync_stats")
+    server: LocalBatchAPI = start_local_api()  # type: ignore[operator]
+    client = server.client()
+    local = wait_until_done(client, submit(client, requests(3)).id)
+    assert local.request_counts.completed == 3
+    assert sync_stats(local_api)["answered"] == 0  # answered by the local models
+    server.configure(upstream=[local_api.base_url], upstream_concurrency=2)
+    through = wait_until_done(client, submit(client, requests(5)).id)
+    assert through.request_counts.completed == 5
+    assert sync_stats(local_api)["answered"] == 5
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        server.configure(upstream=["nohost/v1"])
+    assert refused.value.code == 400
+    assert "must start with http" in refused.value.read().decode()
 
 
 def test_the_upstream_key_comes_from_the_named_variable_and_is_not_stored(
