@@ -255,13 +255,8 @@ def _result(job: _AnswerJob, request: dict[str, Any]) -> RequestResult:
 def _answered_result(job: _AnswerJob, request: dict[str, Any]) -> RequestResult:
     custom_id = request["custom_id"]
     if times_out_by_rate(custom_id, job.timeout_rate, job.input_digest):
-        line = {
-            "id": ids.batch_request_id(),
-            "custom_id": custom_id,
-            "response": None,
-            "error": {"code": "request_timeout", "message": TIMEOUT_MESSAGE},
-        }
-        return RequestResult(custom_id, _encode_line(line), False)
+        encoded = _error_line(custom_id, "request_timeout", TIMEOUT_MESSAGE)
+        return RequestResult(custom_id, encoded, False)
     failed = fails_by_rate(custom_id, job.fail_rate, job.input_digest)
     status_code, body = _answer(job.endpoint, request, failed, job.created)
     # A chat.completion holds no float (only counts, texts and the JSON text of its content).
@@ -966,13 +961,7 @@ class BatchEngine:
             for index, raw in enumerate(source, start=progress["line"]):
                 if index in kept:
                     continue
-                line = {
-                    "id": ids.batch_request_id(),
-                    "custom_id": decode_json(raw)["custom_id"],
-                    "response": None,
-                    "error": {"code": code, "message": message},
-                }
-                errors.write(_encode_line(line))
+                errors.write(_error_line(decode_json(raw)["custom_id"], code, message))
             progress["offset"] = source.tell()
             progress["error_bytes"] = errors.tell()
         progress["line"] = progress["total"]
@@ -1131,13 +1120,8 @@ def _upstream_result(custom_id: str, answer: UpstreamAnswer) -> RequestResult:
         message = (
             f"The upstream could not be reached after {answer.attempts} tries: {answer.failure}"
         )
-        line = {
-            "id": ids.batch_request_id(),
-            "custom_id": custom_id,
-            "response": None,
-            "error": {"code": "upstream_unreachable", "message": message},
-        }
-        return RequestResult(custom_id, _encode_line(line), False)
+        encoded = _error_line(custom_id, "upstream_unreachable", message)
+        return RequestResult(custom_id, encoded, False)
     encoded = _http_line(custom_id, answer.status_code, answer.body)
     if answer.status_code != 200:
         return RequestResult(custom_id, encoded, False)
@@ -1213,6 +1197,17 @@ def _http_line(
         "error": None,
     }
     return encode_float_free_line(line) if float_free else _encode_line(line)
+
+
+def _error_line(custom_id: str, code: str, message: str) -> bytes:
+    """A result line for a request that got no HTTP answer: `error` says why."""
+    line = {
+        "id": ids.batch_request_id(),
+        "custom_id": custom_id,
+        "response": None,
+        "error": {"code": code, "message": message},
+    }
+    return _encode_line(line)
 
 
 def _encode_line(line: dict[str, Any]) -> bytes:
