@@ -230,7 +230,12 @@ class UpstreamPool:
                 self._idle.append(waiter)
                 await waiter
                 continue
-            answer = await self._send(session, request)
+            try:
+                answer = await self._send(session, request)
+            except Exception as exc:  # a bug here must not stop the worker or lose the request
+                log.exception("sending a request to %s failed", _origin(request.url))
+                failure = f"{type(exc).__name__}: {exc}"
+                answer = UpstreamAnswer(None, None, failure, request.attempts)
             with self._lock:
                 if request.dropped:
                     continue
