@@ -13,7 +13,8 @@ import polars as pl
 import pytest
 from upath import UPath
 
-from batch_assets.core.limits import BatchLimits
+from batch_assets.core import sharding
+from batch_assets.core.limits import DEFAULT_LIMITS, BatchLimits
 from batch_assets.core.request_template import RequestTemplate, render_requests
 from batch_assets.core.request_validation import RequestValidationError
 from batch_assets.core.sharding import (
@@ -92,6 +93,14 @@ def test_split_by_bytes(tmp_path: Path) -> None:
     shards = shard_requests(requests, tmp_path, endpoint=CHAT, limits=limits)
     assert len(shards) > 2
     assert check_shards(shards, limits) == requests
+
+
+def test_a_shard_larger_than_one_read_is_hashed_whole(tmp_path: Path) -> None:
+    """The digest is taken over every piece the shard is read back in, not the first."""
+    requests = [request(i, text="x" * 900) for i in range(12_000)]  # about 11 MB, one shard
+    shards = shard_requests(requests, tmp_path, endpoint=CHAT)
+    assert len(shards) == 1 and shards[0].n_bytes > 2 * sharding._HASH_READ_BYTES
+    assert check_shards(shards, DEFAULT_LIMITS) == requests
 
 
 def test_split_by_model(tmp_path: Path) -> None:
